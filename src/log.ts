@@ -6,7 +6,9 @@ import pino, { type Logger } from 'pino';
 
 export type { Logger };
 
-export function createLogger(opts: { level?: string; name?: string; destination?: pino.DestinationStream } = {}): Logger {
+export function createLogger(
+  opts: { level?: string; name?: string; destination?: pino.DestinationStream } = {},
+): Logger {
   return pino(
     {
       name: opts.name ?? 'mcpgw',

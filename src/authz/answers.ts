@@ -3,12 +3,12 @@
  * a `tools/call` gets a `CallToolResult` with `isError` (so the model reads why and can tell the
  * user), everything else a JSON-RPC error object (DESIGN §3 "Answer").
  */
-import type { JsonRpcId } from './jsonrpc-id.js';
+import { type JsonRpcId } from './jsonrpc.js';
+
+export { JSONRPC_INVALID_REQUEST, JSONRPC_PARSE_ERROR } from './jsonrpc.js';
 
 export const JSONRPC_POLICY_ERROR = -32001;
-export const JSONRPC_INVALID_REQUEST = -32600;
 export const JSONRPC_METHOD_NOT_FOUND = -32601;
-export const JSONRPC_PARSE_ERROR = -32700;
 export const JSONRPC_INTERNAL_ERROR = -32603;
 
 export interface DeniedAnswer {

@@ -7,29 +7,29 @@
  * Layer 1 → Layer 2. Identity comes before the body is even decoded, and every failure on the way
  * is a deny with a reason (fail closed); nothing here throws past `check()`.
  */
-import type { Layer1Decision, Layer1Input, Layer1Method, Role } from '../policy/layer1-types.js';
+import type { Principal } from '../identity/store.js';
+import type { Layer1Decision, Layer1Input, Layer1Method } from '../policy/layer1-types.js';
 import type { ApprovalSettings, Layer2Outcome, Layer2Request } from '../policy/layer2-types.js';
 import {
   jsonRpcErrorAnswer,
   toolRefusalAnswer,
-  JSONRPC_INVALID_REQUEST,
   JSONRPC_INTERNAL_ERROR,
   JSONRPC_METHOD_NOT_FOUND,
-  JSONRPC_PARSE_ERROR,
   JSONRPC_POLICY_ERROR,
   type DeniedAnswer,
 } from './answers.js';
 import { routePath, type HttpRequestView } from './http-view.js';
-import type { JsonRpcId } from './jsonrpc-id.js';
-import { parseStrictJson } from './strict-json.js';
-import { classifyJsonRpc, parseResourceUri, splitToolName } from './jsonrpc.js';
+import {
+  parseJsonRpc,
+  parseResourceUri,
+  splitToolName,
+  JSONRPC_INVALID_REQUEST,
+  JSONRPC_PARSE_ERROR,
+  type JsonRpcId,
+  type McpTarget,
+} from './jsonrpc.js';
 
-export interface Principal {
-  id: string;
-  role: Role;
-  grants: Record<string, string[]>;
-  email?: string;
-}
+export type { Principal };
 
 export type AuthResult =
   | { ok: true; principal: Principal; via: 'api_key' | 'jwt'; keyKind?: 'sk' | 'ak' }
@@ -148,11 +148,21 @@ export async function check(req: HttpRequestView, deps: CheckDeps): Promise<Chec
     // A bug or an unexpected failure is an outage, not an allow (fail closed).
     facts.code = 'internal_error';
     facts.reasons = [err instanceof Error ? err.message : String(err)];
-    return deny(decisionId, facts, GRPC_UNAVAILABLE, jsonRpcErrorAnswer(503, JSONRPC_INTERNAL_ERROR, 'Authorization failed; try again later'));
+    return deny(
+      decisionId,
+      facts,
+      GRPC_UNAVAILABLE,
+      jsonRpcErrorAnswer(503, JSONRPC_INTERNAL_ERROR, 'Authorization failed; try again later'),
+    );
   }
 }
 
-async function decide(req: HttpRequestView, deps: CheckDeps, decisionId: string, facts: DecisionFacts): Promise<CheckResult> {
+async function decide(
+  req: HttpRequestView,
+  deps: CheckDeps,
+  decisionId: string,
+  facts: DecisionFacts,
+): Promise<CheckResult> {
   const path = routePath(req.path);
 
   // 1. Route by exact path.
@@ -162,12 +172,26 @@ async function decide(req: HttpRequestView, deps: CheckDeps, decisionId: string,
       return refuse(decisionId, facts, 'method_not_allowed', 'Only GET is allowed here', 405, JSONRPC_INVALID_REQUEST);
     }
     facts.code = 'public';
-    return { kind: 'allow', decisionId, upstreamHeaders: { 'x-mcpgw-decision-id': decisionId }, removeHeaders: inboundToRemove(req), facts };
+    return {
+      kind: 'allow',
+      decisionId,
+      upstreamHeaders: { 'x-mcpgw-decision-id': decisionId },
+      removeHeaders: inboundToRemove(req),
+      facts,
+    };
   }
   const isAdmin = path === '/admin/v1' || path.startsWith('/admin/v1/');
   if (isAdmin) facts.route = 'admin';
   else if (path === '/mcp') facts.route = 'mcp';
-  else return refuse(decisionId, facts, 'unknown_route', `No such endpoint: ${truncate(path, 100)}`, 404, JSONRPC_INVALID_REQUEST);
+  else
+    return refuse(
+      decisionId,
+      facts,
+      'unknown_route',
+      `No such endpoint: ${truncate(path, 100)}`,
+      404,
+      JSONRPC_INVALID_REQUEST,
+    );
 
   // 2. Identity, before any body is decoded.
   const auth = await deps.authenticate(req.headers['authorization']);
@@ -175,8 +199,20 @@ async function decide(req: HttpRequestView, deps: CheckDeps, decisionId: string,
     facts.code = auth.code;
     facts.reasons = [auth.message];
     const headers: Record<string, string> = auth.status === 401 ? { 'www-authenticate': deps.wwwAuthenticate } : {};
-    const grpc = auth.status === 401 ? GRPC_UNAUTHENTICATED : auth.status === 503 ? GRPC_UNAVAILABLE : GRPC_PERMISSION_DENIED;
-    return deny(decisionId, facts, grpc, jsonRpcErrorAnswer(auth.status, auth.status === 503 ? JSONRPC_INTERNAL_ERROR : JSONRPC_POLICY_ERROR, auth.message, null, headers));
+    const grpc =
+      auth.status === 401 ? GRPC_UNAUTHENTICATED : auth.status === 503 ? GRPC_UNAVAILABLE : GRPC_PERMISSION_DENIED;
+    return deny(
+      decisionId,
+      facts,
+      grpc,
+      jsonRpcErrorAnswer(
+        auth.status,
+        auth.status === 503 ? JSONRPC_INTERNAL_ERROR : JSONRPC_POLICY_ERROR,
+        auth.message,
+        null,
+        headers,
+      ),
+    );
   }
   const principal = auth.principal;
   facts.userId = principal.id;
@@ -186,51 +222,111 @@ async function decide(req: HttpRequestView, deps: CheckDeps, decisionId: string,
   // 3. /mcp by HTTP method.
   const sessionId = req.headers['mcp-session-id'];
   if (sessionId !== undefined && !deps.sessions.verify(sessionId, principal.id)) {
-    return refuse(decisionId, facts, 'invalid_session', 'Unknown or foreign MCP session; send initialize again', 404, JSONRPC_INVALID_REQUEST);
+    return refuse(
+      decisionId,
+      facts,
+      'invalid_session',
+      'Unknown or foreign MCP session; send initialize again',
+      404,
+      JSONRPC_INVALID_REQUEST,
+    );
   }
   if (req.method === 'GET' || req.method === 'DELETE') {
     if (req.rawBody.length > 0 || req.bodyAsString) {
-      return refuse(decisionId, facts, 'unexpected_body', `${req.method} /mcp takes no body`, 400, JSONRPC_INVALID_REQUEST);
+      return refuse(
+        decisionId,
+        facts,
+        'unexpected_body',
+        `${req.method} /mcp takes no body`,
+        400,
+        JSONRPC_INVALID_REQUEST,
+      );
     }
     if (req.method === 'DELETE' && sessionId === undefined) {
-      return refuse(decisionId, facts, 'missing_session', 'DELETE /mcp needs an mcp-session-id', 400, JSONRPC_INVALID_REQUEST);
+      return refuse(
+        decisionId,
+        facts,
+        'missing_session',
+        'DELETE /mcp needs an mcp-session-id',
+        400,
+        JSONRPC_INVALID_REQUEST,
+      );
     }
     facts.code = req.method === 'GET' ? 'stream' : 'session_end';
     return allow(decisionId, facts, principal, req, deps);
   }
   if (req.method !== 'POST') {
-    return refuse(decisionId, facts, 'method_not_allowed', `${req.method} is not allowed on /mcp`, 405, JSONRPC_INVALID_REQUEST);
+    return refuse(
+      decisionId,
+      facts,
+      'method_not_allowed',
+      `${req.method} is not allowed on /mcp`,
+      405,
+      JSONRPC_INVALID_REQUEST,
+    );
   }
 
   // 4. The body, strictly.
   if (req.headers['x-envoy-auth-partial-body'] === 'true') {
-    return refuse(decisionId, facts, 'partial_body', 'Request body too large to authorize', 413, JSONRPC_INVALID_REQUEST);
+    return refuse(
+      decisionId,
+      facts,
+      'partial_body',
+      'Request body too large to authorize',
+      413,
+      JSONRPC_INVALID_REQUEST,
+    );
   }
   if (req.bodyAsString) {
-    return refuse(decisionId, facts, 'body_not_bytes', 'Authorization needs the raw body (pack_as_bytes)', 400, JSONRPC_INVALID_REQUEST);
+    return refuse(
+      decisionId,
+      facts,
+      'body_not_bytes',
+      'Authorization needs the raw body (pack_as_bytes)',
+      400,
+      JSONRPC_INVALID_REQUEST,
+    );
   }
   const encoding = (req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
   if (encoding !== 'identity' && encoding !== '') {
-    return refuse(decisionId, facts, 'content_encoding', `Content-Encoding ${truncate(encoding, 40)} is not accepted`, 415, JSONRPC_INVALID_REQUEST);
+    return refuse(
+      decisionId,
+      facts,
+      'content_encoding',
+      `Content-Encoding ${truncate(encoding, 40)} is not accepted`,
+      415,
+      JSONRPC_INVALID_REQUEST,
+    );
   }
   const contentType = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
   if (contentType !== 'application/json') {
-    return refuse(decisionId, facts, 'content_type', 'Content-Type must be application/json', 415, JSONRPC_INVALID_REQUEST);
+    return refuse(
+      decisionId,
+      facts,
+      'content_type',
+      'Content-Type must be application/json',
+      415,
+      JSONRPC_INVALID_REQUEST,
+    );
   }
-  const parsed = parseStrictJson(req.rawBody);
-  if (!parsed.ok) {
-    return refuse(decisionId, facts, `parse_${parsed.code}`, `Parse error: ${parsed.message}`, 400, JSONRPC_PARSE_ERROR);
-  }
-  const msg = classifyJsonRpc(parsed.value);
+  const msg = parseJsonRpc(req.rawBody);
   if (msg.kind === 'invalid') {
-    return refuse(decisionId, facts, `jsonrpc_${msg.code}`, `Invalid request: ${msg.message}`, 400, msg.jsonRpcCode);
+    const prefix = msg.jsonRpcCode === JSONRPC_PARSE_ERROR ? 'Parse error' : 'Invalid request';
+    return refuse(decisionId, facts, `body_${msg.code}`, `${prefix}: ${msg.message}`, 400, msg.jsonRpcCode, msg.id);
   }
 
   // 5. Client responses: only to a request the gateway issued to this very session.
   if (msg.kind === 'response') {
     facts.rpcMethod = '(response)';
     if (sessionId === undefined || !deps.sessions.verifyServerRequestId(sessionId, msg.id)) {
-      return refuse(decisionId, facts, 'unsolicited_response', 'Response to a request this session was not sent', 403, JSONRPC_INVALID_REQUEST);
+      return refuse(
+        decisionId,
+        facts,
+        'unsolicited_response',
+        'Response to a request this session was not sent',
+        403,
+        JSONRPC_INVALID_REQUEST,
+      );
     }
     facts.code = 'client_response';
     return allow(decisionId, facts, principal, req, deps);
@@ -240,24 +336,55 @@ async function decide(req: HttpRequestView, deps: CheckDeps, decisionId: string,
   const id: JsonRpcId | null = msg.kind === 'request' ? msg.id : null;
   if (IDENTITY_ONLY_METHODS.has(msg.method)) {
     if (msg.method !== 'initialize' && msg.kind === 'request' && sessionId === undefined && msg.method !== 'ping') {
-      return refuse(decisionId, facts, 'missing_session', 'No MCP session: send initialize first', 400, JSONRPC_INVALID_REQUEST, id);
+      return refuse(
+        decisionId,
+        facts,
+        'missing_session',
+        'No MCP session: send initialize first',
+        400,
+        JSONRPC_INVALID_REQUEST,
+        id,
+      );
     }
     facts.code = 'identity_only';
     return allow(decisionId, facts, principal, req, deps);
   }
   if (!LAYER1_METHODS.has(msg.method)) {
-    return refuse(decisionId, facts, 'unknown_method', `Method not allowed through the gateway: ${truncate(msg.method, 80)}`, 403, JSONRPC_METHOD_NOT_FOUND, id);
+    return refuse(
+      decisionId,
+      facts,
+      'unknown_method',
+      `Method not allowed through the gateway: ${truncate(msg.method, 80)}`,
+      403,
+      JSONRPC_METHOD_NOT_FOUND,
+      id,
+    );
   }
   if (msg.kind !== 'request') {
-    return refuse(decisionId, facts, 'notification_not_allowed', `${msg.method} must be a request with an id`, 400, JSONRPC_INVALID_REQUEST);
+    return refuse(
+      decisionId,
+      facts,
+      'notification_not_allowed',
+      `${msg.method} must be a request with an id`,
+      400,
+      JSONRPC_INVALID_REQUEST,
+    );
   }
   if (sessionId === undefined) {
-    return refuse(decisionId, facts, 'missing_session', 'No MCP session: send initialize first', 400, JSONRPC_INVALID_REQUEST, msg.id);
+    return refuse(
+      decisionId,
+      facts,
+      'missing_session',
+      'No MCP session: send initialize first',
+      400,
+      JSONRPC_INVALID_REQUEST,
+      msg.id,
+    );
   }
 
   // 6. Which service and name the call is about.
   const method = msg.method as Layer1Method;
-  const target = resolveTarget(method, msg.params, deps.separator);
+  const target = resolveTarget(msg.target, deps.separator);
   if (!target.ok) return refuse(decisionId, facts, target.code, target.message, 400, JSONRPC_INVALID_REQUEST, msg.id);
   facts.service = target.service;
   facts.name = target.name;
@@ -287,7 +414,12 @@ async function decide(req: HttpRequestView, deps: CheckDeps, decisionId: string,
 
   // 8. Layer 2: state, approvals and the audit row. Without a store, only stateless allows pass.
   if (deps.layer2 === null) {
-    if (l1.outcome === 'deny') return policyRefusal(decisionId, facts, msg.id, toolCall, { decision: 'deny', rule: l1.rule, reason: l1.reasons[0] ?? 'denied' });
+    if (l1.outcome === 'deny')
+      return policyRefusal(decisionId, facts, msg.id, toolCall, {
+        decision: 'deny',
+        rule: l1.rule,
+        reason: l1.reasons[0] ?? 'denied',
+      });
     if (needsLayer2) {
       facts.code = 'layer2_unavailable';
       return policyRefusal(decisionId, facts, msg.id, toolCall, {
@@ -336,18 +468,15 @@ type Target =
   | { ok: true; service: string; name: string; arguments: Record<string, unknown> }
   | { ok: false; code: string; message: string };
 
-function resolveTarget(method: Layer1Method, params: Record<string, unknown>, separator: string): Target {
-  if (method === 'tools/call' || method === 'prompts/get') {
-    const full = params['name'];
-    if (typeof full !== 'string') return { ok: false, code: 'missing_name', message: `${method} needs params.name` };
-    const split = splitToolName(full, separator);
+/** Which service and name a Layer 1 method is about; the JSON-RPC layer has already typed the params. */
+function resolveTarget(target: McpTarget | undefined, separator: string): Target {
+  if (!target) return { ok: false, code: 'missing_target', message: 'Missing params for this method' };
+  if (target.method === 'tools/call' || target.method === 'prompts/get') {
+    const split = splitToolName(target.name, separator);
     if (!split) return { ok: false, code: 'bad_name', message: `Name must be <service>${separator}<name>` };
-    const args = params['arguments'];
-    return { ok: true, service: split.service, name: split.tool, arguments: isRecord(args) ? args : {} };
+    return { ok: true, service: split.service, name: split.tool, arguments: target.arguments };
   }
-  const uri = params['uri'];
-  if (typeof uri !== 'string') return { ok: false, code: 'missing_uri', message: `${method} needs params.uri` };
-  const res = parseResourceUri(uri);
+  const res = parseResourceUri(target.uri);
   if (!res) return { ok: false, code: 'bad_uri', message: 'Resource URIs look like mcpgw://<service>/<encoded uri>' };
   return { ok: true, service: res.service, name: res.original, arguments: {} };
 }
@@ -363,10 +492,24 @@ async function admitAdmin(
 ): Promise<CheckResult> {
   // Agent keys never reach the admin API, whatever role the store claims.
   if (keyKind === 'sk' || principal.role === 'agent') {
-    return refuse(decisionId, facts, 'agent_on_admin', 'Agent credentials cannot use the admin API', 403, JSONRPC_POLICY_ERROR);
+    return refuse(
+      decisionId,
+      facts,
+      'agent_on_admin',
+      'Agent credentials cannot use the admin API',
+      403,
+      JSONRPC_POLICY_ERROR,
+    );
   }
   if (principal.role === 'approver' && !APPROVER_ADMIN_PREFIXES.some((p) => path === p || path.startsWith(`${p}/`))) {
-    return refuse(decisionId, facts, 'approver_not_admin', 'Approvers may only list and decide approvals', 403, JSONRPC_POLICY_ERROR);
+    return refuse(
+      decisionId,
+      facts,
+      'approver_not_admin',
+      'Approvers may only list and decide approvals',
+      403,
+      JSONRPC_POLICY_ERROR,
+    );
   }
   facts.code = 'admin';
   return allow(decisionId, facts, principal, req, deps);
@@ -417,7 +560,12 @@ function policyRefusal(
       : `Denied by the gateway's security policy${refusal.rule ? ` (rule '${refusal.rule}')` : ''}: ${refusal.reason}`;
   const headers: Record<string, string> = { 'x-mcpgw-decision': refusal.decision };
   if (refusal.approvalId) headers['x-mcpgw-approval-id'] = refusal.approvalId;
-  return deny(decisionId, facts, GRPC_PERMISSION_DENIED, jsonRpcErrorAnswer(403, JSONRPC_POLICY_ERROR, message, id, headers));
+  return deny(
+    decisionId,
+    facts,
+    GRPC_PERMISSION_DENIED,
+    jsonRpcErrorAnswer(403, JSONRPC_POLICY_ERROR, message, id, headers),
+  );
 }
 
 function refuse(

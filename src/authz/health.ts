@@ -34,7 +34,10 @@ export class HealthState {
 
   implementation(): HealthServer {
     return {
-      check: (call: ServerUnaryCall<HealthCheckRequest, HealthCheckResponse>, cb: sendUnaryData<HealthCheckResponse>) => {
+      check: (
+        call: ServerUnaryCall<HealthCheckRequest, HealthCheckResponse>,
+        cb: sendUnaryData<HealthCheckResponse>,
+      ) => {
         if (!this.known(call.request.service)) {
           cb({ code: GrpcStatus.NOT_FOUND, details: 'unknown service' });
           return;

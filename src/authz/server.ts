@@ -4,7 +4,11 @@
  * Envoy stops sending, then waits for in-flight checks before closing.
  */
 import { Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
-import { AuthorizationService, type CheckRequest, type CheckResponse } from '../gen/envoy/service/auth/v3/external_auth.js';
+import {
+  AuthorizationService,
+  type CheckRequest,
+  type CheckResponse,
+} from '../gen/envoy/service/auth/v3/external_auth.js';
 import { HealthService } from '../gen/grpc/health/v1/health.js';
 import type { Logger } from '../log.js';
 import { toCheckResponse } from './check-response.js';
@@ -45,9 +49,7 @@ export async function startAuthzServer(opts: AuthzServerOptions): Promise<AuthzS
     check: (call: ServerUnaryCall<CheckRequest, CheckResponse>, cb: sendUnaryData<CheckResponse>) => {
       const started = process.hrtime.bigint();
       const view = httpViewFromCheckRequest(call.request);
-      const decided: Promise<CheckResult> = view
-        ? opts.check(view)
-        : Promise.resolve(noHttpAttributes());
+      const decided: Promise<CheckResult> = view ? opts.check(view) : Promise.resolve(noHttpAttributes());
       decided.then(
         (result) => {
           cb(null, toCheckResponse(result, result.facts.policyRevision));

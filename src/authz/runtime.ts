@@ -1,0 +1,244 @@
+/**
+ * Assembles the authz role: keys, identity, the current policy (Layer 1 engine + Layer 2 rule set,
+ * swapped together as one value), and the Check handler's dependencies.
+ */
+import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import { keysDir, loadOrCreateKey } from '../config/keys.js';
+import { looksLikeApiKey } from '../identity/api-keys.js';
+import { createInternalJwtIssuer, FileKeyRing, type KeyRing } from '../identity/internal-jwt.js';
+import { createJwtVerifier, type JwtVerifier, type JwtVerifierOptions } from '../identity/jwt.js';
+import { requestMac } from '../identity/request-mac.js';
+import { verifyServerRequestId, verifySessionId } from '../identity/session.js';
+import { authenticateApiKey, type ApiKeyAuthError, type IdentityStore } from '../identity/store.js';
+import type { Logger } from '../log.js';
+import { approvalSettingsFor, compilePolicyText, type CompiledPolicy } from '../policy/compile.js';
+import type { PolicyDiagnostic } from '../policy/load.js';
+import { createLayer1Engine, type Layer1Engine } from '../policy/layer1.js';
+import { readPolicyText } from '../policy/load.js';
+import { check, type AuthResult, type CheckDeps, type CheckResult, type Layer2Decider } from './check.js';
+import type { HttpRequestView } from './http-view.js';
+
+/** The policy in force: engine and Layer 2 rules always from the same revision. */
+export interface ActivePolicy {
+  readonly engine: Layer1Engine;
+  readonly compiled: CompiledPolicy;
+  readonly source: string;
+}
+
+export type ApplyResult =
+  { ok: true; revision: string; warnings: PolicyDiagnostic[] } | { ok: false; errors: PolicyDiagnostic[] };
+
+/** The text used when no policy file is given: no rules, so every tool call is denied. */
+export const EMPTY_POLICY = 'version: "1.0"\n';
+
+export class PolicyHolder {
+  #active: ActivePolicy;
+
+  private constructor(active: ActivePolicy) {
+    this.#active = active;
+  }
+
+  static async create(text: string, file: string): Promise<{ holder: PolicyHolder } | { errors: PolicyDiagnostic[] }> {
+    const built = await build(text, file);
+    if (!built.ok) return { errors: built.errors };
+    return { holder: new PolicyHolder(built.active) };
+  }
+
+  get active(): ActivePolicy {
+    return this.#active;
+  }
+
+  /** Validates and compiles `text` completely before swapping; on any error the old policy stays. */
+  async apply(text: string, file: string): Promise<ApplyResult> {
+    const built = await build(text, file);
+    if (!built.ok) return built;
+    this.#active = built.active;
+    return { ok: true, revision: built.active.engine.revision, warnings: built.warnings };
+  }
+}
+
+async function build(
+  text: string,
+  file: string,
+): Promise<
+  { ok: true; active: ActivePolicy; warnings: PolicyDiagnostic[] } | { ok: false; errors: PolicyDiagnostic[] }
+> {
+  const result = compilePolicyText(text, file);
+  if (!result.ok) return result;
+  try {
+    const engine = await createLayer1Engine(result.compiled.data);
+    return { ok: true, active: { engine, compiled: result.compiled, source: file }, warnings: result.warnings };
+  } catch (err) {
+    return {
+      ok: false,
+      errors: [
+        { file, line: 0, column: 0, path: '', message: `policy engine rejected the compiled policy: ${String(err)}` },
+      ],
+    };
+  }
+}
+
+export interface AuthzRuntimeOptions {
+  home: string;
+  identities: IdentityStore;
+  jwt?: JwtVerifierOptions;
+  policyFile?: string;
+  layer2?: Layer2Decider | null;
+  separator?: string;
+  logger: Logger;
+  /** Extra `WWW-Authenticate` parameters (e.g. `resource_metadata` in OIDC mode). */
+  wwwAuthenticate?: string;
+}
+
+export interface AuthzRuntime {
+  readonly policy: PolicyHolder;
+  readonly keyRing: KeyRing;
+  readonly sessionKey: Buffer;
+  readonly requestMacKey: Buffer;
+  check(view: HttpRequestView): Promise<CheckResult>;
+  /** Re-reads the policy file (SIGHUP). */
+  reloadPolicy(): Promise<ApplyResult>;
+}
+
+export async function createAuthzRuntime(opts: AuthzRuntimeOptions): Promise<AuthzRuntime> {
+  const dir = keysDir(opts.home);
+  const [sessionKey, requestMacKey, keyRing] = await Promise.all([
+    loadOrCreateKey(dir, 'session.key'),
+    loadOrCreateKey(dir, 'request-mac.key'),
+    FileKeyRing.open(join(dir, 'internal-jwt.json')),
+  ]);
+  const issuer = createInternalJwtIssuer({ ring: keyRing });
+
+  let jwtVerifier: JwtVerifier | null = null;
+  if (opts.jwt) {
+    jwtVerifier = await createJwtVerifier(opts.jwt);
+    await jwtVerifier.refresh().catch((err: unknown) => {
+      // Serving starts anyway: JWTs are refused (503) until the JWKS is reachable.
+      opts.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'JWKS not available yet');
+    });
+  }
+
+  const initial = await loadPolicySource(opts.policyFile);
+  if (!initial.ok) throw new PolicyLoadError(initial.errors);
+  const created = await PolicyHolder.create(initial.text, initial.file);
+  if ('errors' in created) throw new PolicyLoadError(created.errors);
+  const policy = created.holder;
+
+  const authenticate = async (header: string | undefined): Promise<AuthResult> => {
+    if (header === undefined || header === '') {
+      return {
+        ok: false,
+        status: 401,
+        code: 'no_credentials',
+        message: 'Missing credentials: send Authorization: Bearer <key or token>',
+      };
+    }
+    const m = /^Bearer ([\x21-\x7e]+)$/i.exec(header);
+    if (!m?.[1])
+      return {
+        ok: false,
+        status: 401,
+        code: 'bad_authorization',
+        message: 'Authorization must be "Bearer <key or token>"',
+      };
+    const token = m[1];
+    if (looksLikeApiKey(token)) {
+      const r = await authenticateApiKey(opts.identities, token);
+      if (!r.ok) return { ok: false, status: 401, code: `api_key_${r.code}`, message: API_KEY_MESSAGES[r.code] };
+      return { ok: true, principal: r.principal, via: 'api_key', keyKind: r.keyKind };
+    }
+    if (!jwtVerifier)
+      return {
+        ok: false,
+        status: 401,
+        code: 'unsupported_credential',
+        message: 'Not an mcpgw API key, and JWT sign-in is not configured',
+      };
+    const v = await jwtVerifier.verify(token);
+    if (!v.ok) {
+      return v.code === 'jwks_unavailable'
+        ? {
+            ok: false,
+            status: 503,
+            code: 'jwt_jwks_unavailable',
+            message: 'Cannot verify tokens right now (identity provider keys unavailable)',
+          }
+        : { ok: false, status: 401, code: `jwt_${v.code}`, message: v.message };
+    }
+    const principal = await opts.identities.findUser(v.userId);
+    if (!principal)
+      return {
+        ok: false,
+        status: 403,
+        code: 'unknown_user',
+        message: 'Signed in, but this user has no access to the gateway',
+      };
+    return { ok: true, principal: v.email ? { ...principal, email: v.email } : principal, via: 'jwt' };
+  };
+
+  const deps: CheckDeps = {
+    authenticate,
+    layer1: () => policy.active.engine,
+    layer2: opts.layer2 ?? null,
+    approvalSettings: (decision) => {
+      const compiled = policy.active.compiled;
+      const rule = compiled.data.rules.find((r) => r.name === decision.rule);
+      return approvalSettingsFor(
+        {
+          approvers: decision.approval?.approvers ?? rule?.approvers ?? [],
+          timeout: decision.approval?.timeout ?? rule?.timeout ?? null,
+        },
+        compiled.approval,
+      );
+    },
+    sessions: {
+      verify: (sid, user) => verifySessionId(sessionKey, sid, user),
+      verifyServerRequestId: (sid, id) => verifyServerRequestId(sessionKey, sid, id),
+    },
+    upstream: {
+      mintToken: (p) => issuer.mint({ sub: p.id, role: p.role }),
+      requestMac: (decisionId, body) => requestMac(requestMacKey, decisionId, body),
+    },
+    separator: opts.separator ?? '__',
+    newDecisionId: randomUUID,
+    wwwAuthenticate: opts.wwwAuthenticate ?? 'Bearer realm="mcpgw"',
+  };
+
+  return {
+    policy,
+    keyRing,
+    sessionKey,
+    requestMacKey,
+    check: (view) => check(view, deps),
+    async reloadPolicy() {
+      const src = await loadPolicySource(opts.policyFile);
+      if (!src.ok) return src;
+      return policy.apply(src.text, src.file);
+    },
+  };
+}
+
+const API_KEY_MESSAGES: Record<ApiKeyAuthError, string> = {
+  malformed: 'Malformed API key',
+  bad_checksum: 'API key checksum does not match (typo?)',
+  unknown_key: 'Unknown or revoked API key',
+  kind_mismatch: 'This kind of API key cannot be used by this user',
+};
+
+export class PolicyLoadError extends Error {
+  constructor(readonly errors: PolicyDiagnostic[]) {
+    super(
+      `policy rejected:\n${errors.map((e) => `  ${e.file}:${e.line}:${e.column} ${e.path ? `${e.path}: ` : ''}${e.message}`).join('\n')}`,
+    );
+    this.name = 'PolicyLoadError';
+  }
+}
+
+async function loadPolicySource(
+  file: string | undefined,
+): Promise<{ ok: true; text: string; file: string } | { ok: false; errors: PolicyDiagnostic[] }> {
+  if (!file) return { ok: true, text: EMPTY_POLICY, file: '<no policy: every tool call is denied>' };
+  const read = await readPolicyText(file);
+  return read.ok ? { ok: true, text: read.text, file } : read;
+}

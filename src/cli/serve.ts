@@ -1,0 +1,86 @@
+/** `mcpgw serve`: run roles in this process until SIGTERM/SIGINT; SIGHUP reloads the policy file. */
+import { createAuthzRuntime, PolicyLoadError } from '../authz/runtime.js';
+import { startAuthzServer } from '../authz/server.js';
+import { mcpgwHome } from '../config/keys.js';
+import { IdentityFileError, loadIdentityFile, MemoryIdentityStore } from '../identity/store.js';
+import { createLogger } from '../log.js';
+
+export interface ServeOptions {
+  role: 'authz' | 'gateway' | 'all';
+  policy?: string;
+  host: string;
+  port: number;
+  identities?: string;
+  jwksFile?: string;
+  jwksUrl?: string;
+  jwtIssuer?: string;
+  jwtAudience?: string;
+  jwtUserClaim: string;
+  drainSeconds: number;
+}
+
+export async function serveCommand(o: ServeOptions): Promise<void> {
+  if (o.role !== 'authz') {
+    process.stderr.write(`mcpgw serve: role "${o.role}" is not available in this build yet; use --role authz\n`);
+    process.exit(2);
+  }
+  const logger = createLogger();
+  const jwksSource = o.jwksFile ? { file: o.jwksFile } : o.jwksUrl ? { url: o.jwksUrl } : null;
+  if (jwksSource && (!o.jwtIssuer || !o.jwtAudience)) {
+    process.stderr.write('mcpgw serve: --jwks-file/--jwks-url need --jwt-issuer and --jwt-audience\n');
+    process.exit(2);
+  }
+  let identities;
+  try {
+    identities = o.identities ? await loadIdentityFile(o.identities) : new MemoryIdentityStore();
+  } catch (err) {
+    process.stderr.write(
+      `mcpgw serve: ${err instanceof IdentityFileError || err instanceof Error ? err.message : String(err)}\n`,
+    );
+    process.exit(1);
+  }
+  let runtime;
+  try {
+    runtime = await createAuthzRuntime({
+      home: mcpgwHome(),
+      identities,
+      logger,
+      ...(o.policy ? { policyFile: o.policy } : {}),
+      ...(jwksSource && o.jwtIssuer && o.jwtAudience
+        ? { jwt: { jwks: jwksSource, issuer: o.jwtIssuer, audience: o.jwtAudience, userClaim: o.jwtUserClaim } }
+        : {}),
+    });
+  } catch (err) {
+    process.stderr.write(
+      `mcpgw serve: ${err instanceof PolicyLoadError || err instanceof Error ? err.message : String(err)}\n`,
+    );
+    process.exit(1);
+  }
+  if (!o.policy) logger.warn('no --policy given: every tool call will be denied');
+
+  const server = await startAuthzServer({
+    address: `${o.host}:${o.port}`,
+    check: (view) => runtime.check(view),
+    logger,
+    drainSeconds: o.drainSeconds,
+  });
+  logger.info({ revision: runtime.policy.active.engine.revision }, 'policy loaded');
+  // A line for supervisors and tests that wait for readiness (the port may have been 0).
+  process.stdout.write(`${JSON.stringify({ ready: true, role: 'authz', port: server.port })}\n`);
+
+  process.on('SIGHUP', () => {
+    void runtime.reloadPolicy().then((r) => {
+      if (r.ok) logger.info({ revision: r.revision }, 'policy reloaded');
+      else logger.error({ errors: r.errors }, 'policy reload rejected; the previous policy stays in force');
+    });
+  });
+  const stop = (signal: string) => {
+    logger.info({ signal }, 'shutting down');
+    void server.drain().then(() => {
+      logger.flush();
+      process.exit(0);
+    });
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+}

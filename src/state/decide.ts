@@ -1,0 +1,273 @@
+/**
+ * Turns a Layer2Request plus the Layer 2 rule set into the one JSON document `mcpgw_decide`
+ * receives, and its answer back into a Layer2Outcome.
+ *
+ * Everything that can be decided without state is decided here as an "error" the SQL turns into a
+ * deny (an unknown rule name, a session-scoped rule without a session, a duty whose entity fields
+ * are missing): fail closed, and still one audited statement.
+ */
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+import type { Layer2Outcome, Layer2Request, Layer2Rules, Scope } from '../policy/layer2-types.js';
+import { argumentsDigest, canonicalize } from './jcs.js';
+import { newApprovalId } from './ids.js';
+
+export interface DecideConfig {
+  maxPendingPerUser: number;
+  /** For approvals required by a Layer 2 rule when the winning Layer 1 rule gave no settings. */
+  approvalDefaults: { approvers: string[]; timeoutSeconds: number; consumeWithinSeconds: number };
+}
+
+interface RuleError {
+  rule: string;
+  reason: string;
+}
+
+export interface DecideInput {
+  decision_id: string;
+  revision: string;
+  user: string;
+  session: string | null;
+  method: string;
+  service: string;
+  tool: string;
+  digest: string | null;
+  l1: { outcome: string; rule: string | null; reasons: string[] };
+  approval: { approvers: string[]; timeout_s: number; consume_within_s: number; max_pending: number; new_id: string };
+  locks: string[];
+  errors: RuleError[];
+  preconditions: { name: string; require: Record<string, string> }[];
+  budgets: { name: string; max: number; key: string }[];
+  limits: { name: string; max: number; per_s: number; action: string; key: string }[];
+  sources: { name: string; ttl_s: number | null; key: string }[];
+  sinks: { name: string; action: string; scope: string; key: string }[];
+  duties_first: { name: string; kind: string; entity: string | null }[];
+  duties_then: { name: string; kind: string; entity: string | null }[];
+}
+
+/** Scope keys are prefixed so a user id can never collide with a session id. */
+export function scopeKey(scope: Scope, userId: string, sessionId: string | null): string | null {
+  if (scope === 'global') return 'g';
+  if (scope === 'user') return `u:${userId}`;
+  return sessionId === null || sessionId === '' ? null : `s:${sessionId}`;
+}
+
+/**
+ * The entity a duty is about: a hash of the named argument values (in the order the rule lists
+ * the fields), so history never holds argument values. Null when a field is missing.
+ */
+export function dutyEntity(fields: readonly string[], args: Record<string, unknown>): string | null {
+  if (fields.length === 0) return null;
+  const values: unknown[] = [];
+  for (const f of fields) {
+    if (!Object.hasOwn(args, f) || args[f] === undefined || args[f] === null) return null;
+    values.push(args[f]);
+  }
+  return createHash('sha256').update(canonicalize(values), 'utf8').digest('hex');
+}
+
+const lockKey = (...parts: string[]): string => JSON.stringify(parts);
+
+const isCount = (n: unknown): n is number => typeof n === 'number' && Number.isInteger(n) && n >= 0;
+const isPositive = (n: unknown): n is number => typeof n === 'number' && Number.isFinite(n) && n > 0;
+
+export function buildDecideInput(req: Layer2Request, rules: Layer2Rules, cfg: DecideConfig): DecideInput {
+  const errors: RuleError[] = [];
+  const locks: string[] = [];
+  const l2 = req.layer1.layer2;
+  const user = req.userId;
+  const session = req.sessionId;
+
+  let digest: string | null = null;
+  try {
+    digest = argumentsDigest(req.arguments);
+  } catch (err) {
+    errors.push({ rule: 'arguments', reason: `arguments cannot be canonicalized: ${(err as Error).message}` });
+  }
+
+  const keyFor = (rule: string, scope: Scope): string | null => {
+    const k = scopeKey(scope, user, session);
+    if (k === null) errors.push({ rule, reason: `rule "${rule}" is session-scoped but the call has no session` });
+    return k;
+  };
+  const unknown = (kind: string, name: string): void => {
+    errors.push({ rule: name, reason: `${kind} "${name}" is not in the Layer 2 rules of revision ${req.policyRevision}` });
+  };
+  const invalid = (kind: string, name: string): void => {
+    errors.push({ rule: name, reason: `${kind} "${name}" has invalid parameters` });
+  };
+
+  const preconditions: DecideInput['preconditions'] = [];
+  for (const name of l2.preconditions) {
+    const r = rules.preconditions[name];
+    if (!r) unknown('precondition', name);
+    else preconditions.push({ name, require: { ...r.require } });
+  }
+
+  const budgets: DecideInput['budgets'] = [];
+  for (const name of l2.budgets) {
+    const r = rules.budgets[name];
+    if (!r) {
+      unknown('budget', name);
+      continue;
+    }
+    if (!isCount(r.max)) {
+      invalid('budget', name);
+      continue;
+    }
+    const key = keyFor(name, r.scope);
+    if (key === null) continue;
+    budgets.push({ name, max: r.max, key });
+    locks.push(lockKey('budget', name, key));
+  }
+
+  let mayNeedApproval = req.layer1.outcome === 'require_approval';
+  const limits: DecideInput['limits'] = [];
+  for (const name of l2.limits) {
+    const r = rules.limits[name];
+    if (!r) {
+      unknown('limit', name);
+      continue;
+    }
+    if (!isCount(r.max) || !isPositive(r.perSeconds)) {
+      invalid('limit', name);
+      continue;
+    }
+    const key = keyFor(name, r.scope);
+    if (key === null) continue;
+    limits.push({ name, max: r.max, per_s: r.perSeconds, action: r.action, key });
+    locks.push(lockKey('limit', name, key));
+    if (r.action === 'require_approval') mayNeedApproval = true;
+  }
+
+  const sources: DecideInput['sources'] = [];
+  for (const name of l2.flows.sources) {
+    const r = rules.flows[name];
+    if (!r) {
+      unknown('flow', name);
+      continue;
+    }
+    if (r.ttlSeconds !== null && !isPositive(r.ttlSeconds)) {
+      invalid('flow', name);
+      continue;
+    }
+    const key = keyFor(name, r.scope);
+    if (key === null) continue;
+    sources.push({ name, ttl_s: r.ttlSeconds, key });
+    locks.push(lockKey('flow', name, key));
+  }
+  const sinks: DecideInput['sinks'] = [];
+  for (const name of l2.flows.sinks) {
+    const r = rules.flows[name];
+    if (!r) {
+      unknown('flow', name);
+      continue;
+    }
+    const key = keyFor(name, r.scope);
+    if (key === null) continue;
+    sinks.push({ name, action: r.action, scope: r.scope, key });
+    locks.push(lockKey('flow', name, key));
+    if (r.action === 'require_approval') mayNeedApproval = true;
+  }
+
+  const dutiesFirst: DecideInput['duties_first'] = [];
+  const dutiesThen: DecideInput['duties_then'] = [];
+  for (const [phase, names, out] of [
+    ['first', l2.duties.first, dutiesFirst],
+    ['then', l2.duties.then, dutiesThen],
+  ] as const) {
+    for (const name of names) {
+      const r = rules.duties[name];
+      if (!r) {
+        unknown('duty', name);
+        continue;
+      }
+      let entity: string | null = null;
+      try {
+        entity = dutyEntity(r.entity, req.arguments);
+      } catch {
+        entity = null;
+      }
+      // A first step we cannot tie to an entity is simply not remembered; a second step we cannot
+      // tie to one cannot be checked, so it is refused.
+      if (entity === null && phase === 'then') {
+        errors.push({ rule: name, reason: `duty "${name}": argument fields ${r.entity.join(', ')} are needed to identify the entity` });
+        continue;
+      }
+      out.push({ name, kind: r.kind, entity });
+      if (entity !== null) locks.push(lockKey('duty', name, entity));
+    }
+  }
+
+  const settings = req.approval ?? cfg.approvalDefaults;
+  const approval = {
+    approvers: [...settings.approvers],
+    timeout_s: isPositive(settings.timeoutSeconds) ? settings.timeoutSeconds : cfg.approvalDefaults.timeoutSeconds,
+    consume_within_s: isPositive(settings.consumeWithinSeconds)
+      ? settings.consumeWithinSeconds
+      : cfg.approvalDefaults.consumeWithinSeconds,
+    max_pending: cfg.maxPendingPerUser,
+    new_id: newApprovalId(),
+  };
+  if (mayNeedApproval && digest !== null) {
+    locks.push(lockKey('approval', user, req.service, req.name, digest));
+    locks.push(lockKey('approval-quota', user));
+  }
+
+  return {
+    decision_id: req.decisionId,
+    revision: req.policyRevision,
+    user,
+    session,
+    method: req.method,
+    service: req.service,
+    tool: req.name,
+    digest,
+    l1: { outcome: req.layer1.outcome, rule: req.layer1.rule, reasons: [...req.layer1.reasons] },
+    approval,
+    locks,
+    errors,
+    preconditions,
+    budgets,
+    limits,
+    sources,
+    sinks,
+    duties_first: dutiesFirst,
+    duties_then: dutiesThen,
+  };
+}
+
+const decideOutput = z.object({
+  outcome: z.enum(['allow', 'deny', 'pending']),
+  rule: z.string().nullable(),
+  reasons: z.array(z.string()),
+  approval_id: z.string().nullable(),
+  retry_after: z.number().nullable(),
+});
+
+export function parseDecideOutput(raw: unknown): Layer2Outcome {
+  const o = decideOutput.parse(raw);
+  if (o.outcome === 'allow') return { outcome: 'allow', rule: o.rule, reasons: o.reasons };
+  if (o.outcome === 'pending') {
+    if (o.approval_id === null) throw new Error('pending outcome without an approval id');
+    return { outcome: 'pending', rule: o.rule ?? 'approval', reasons: o.reasons, approvalId: o.approval_id };
+  }
+  const out: Layer2Outcome = { outcome: 'deny', rule: o.rule, reasons: o.reasons };
+  if (o.retry_after !== null) out.retryAfterSeconds = Math.max(1, Math.ceil(o.retry_after));
+  return out;
+}
+
+/** A Layer 1 decision that names no Layer 2 rule needs no rules at all. */
+export function needsRules(req: Layer2Request): boolean {
+  const l2 = req.layer1.layer2;
+  return (
+    l2.limits.length +
+      l2.budgets.length +
+      l2.preconditions.length +
+      l2.flows.sources.length +
+      l2.flows.sinks.length +
+      l2.duties.first.length +
+      l2.duties.then.length >
+    0
+  );
+}
