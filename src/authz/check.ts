@@ -62,6 +62,11 @@ export interface CheckDeps {
     mintToken(p: Principal): Promise<string>;
     requestMac(decisionId: string, body: Uint8Array): string;
   };
+  /**
+   * Envoy's `max_request_bytes`. A body this long may have been cut: Envoy sends
+   * `x-envoy-auth-partial-body: false` when exactly this many bytes arrived before the rest.
+   */
+  maxBodyBytes: number;
   /** Tool-name separator between service and tool (DESIGN §5). */
   separator: string;
   newDecisionId(): string;
@@ -267,7 +272,8 @@ async function decide(
   }
 
   // 4. The body, strictly.
-  if (req.headers['x-envoy-auth-partial-body'] === 'true') {
+  const partial = req.headers['x-envoy-auth-partial-body'];
+  if ((partial !== undefined && partial !== 'false') || req.rawBody.length >= deps.maxBodyBytes) {
     return refuse(
       decisionId,
       facts,
@@ -584,10 +590,6 @@ function refuse(
 
 function deny(decisionId: string, facts: DecisionFacts, grpcCode: number, answer: DeniedAnswer): CheckResult {
   return { kind: 'deny', decisionId, grpcCode, answer, facts };
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 function truncate(s: string, n: number): string {

@@ -29,6 +29,9 @@ export interface ActivePolicy {
 export type ApplyResult =
   { ok: true; revision: string; warnings: PolicyDiagnostic[] } | { ok: false; errors: PolicyDiagnostic[] };
 
+/** Envoy's `with_request_body.max_request_bytes` in our config (envoy/envoy.yaml). */
+export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
+
 /** The text used when no policy file is given: no rules, so every tool call is denied. */
 export const EMPTY_POLICY = 'version: "1.0"\n';
 
@@ -86,6 +89,8 @@ export interface AuthzRuntimeOptions {
   policyFile?: string;
   layer2?: Layer2Decider | null;
   separator?: string;
+  /** Envoy's max_request_bytes (the built-in front uses the same). */
+  maxBodyBytes?: number;
   logger: Logger;
   /** Extra `WWW-Authenticate` parameters (e.g. `resource_metadata` in OIDC mode). */
   wwwAuthenticate?: string;
@@ -200,6 +205,7 @@ export async function createAuthzRuntime(opts: AuthzRuntimeOptions): Promise<Aut
       mintToken: (p) => issuer.mint({ sub: p.id, role: p.role }),
       requestMac: (decisionId, body) => requestMac(requestMacKey, decisionId, body),
     },
+    maxBodyBytes: opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
     separator: opts.separator ?? '__',
     newDecisionId: randomUUID,
     wwwAuthenticate: opts.wwwAuthenticate ?? 'Bearer realm="mcpgw"',

@@ -191,7 +191,7 @@ class Parser {
       if (src.charCodeAt(this.pos) !== 0x3a /* : */) throw this.unexpected('where ":" was expected');
       this.pos++;
       this.skipWhitespace();
-      const childZone = inParams || (zone === 'root' && key === 'params') ? 'params' : 'plain';
+      const childZone = inParams || (zone === 'root') ? 'params' : 'plain';
       const value = this.parseValue(depth, childZone);
       if (key === '__proto__') {
         Object.defineProperty(obj, key, { value, writable: true, enumerable: true, configurable: true });

@@ -178,34 +178,30 @@ function sortDiagnostics(list: PolicyDiagnostic[]): PolicyDiagnostic[] {
   return list.sort((a, b) => a.line - b.line || a.column - b.column);
 }
 
-function valueAt(data: unknown, path: DataPath): { found: boolean; value: unknown } {
+function hasPath(data: unknown, path: DataPath): boolean {
   let value = data;
   for (const segment of path) {
-    if (value === null || typeof value !== 'object' || !Object.hasOwn(value, segment)) {
-      return { found: false, value: undefined };
-    }
+    if (value === null || typeof value !== 'object' || !Object.hasOwn(value, segment)) return false;
     value = (value as Record<string | number, unknown>)[segment];
   }
-  return { found: true, value };
+  return true;
 }
 
 function issueDiagnostics(issue: z.core.$ZodIssue, data: unknown, source: PolicySource): PolicyDiagnostic[] {
   const path = issue.path.filter((s): s is string | number => typeof s !== 'symbol');
-  switch (issue.code) {
-    case 'unrecognized_keys':
-      return issue.keys.map((key) => source.diagnostic([...path, key], `unknown key "${key}"`, true));
-    case 'invalid_key':
-      return issue.issues.map((inner) => source.diagnostic(path, `invalid key: ${inner.message}`, true));
-    case 'invalid_type': {
-      const key = path.at(-1);
-      if (key !== undefined && !valueAt(data, path).found && valueAt(data, path.slice(0, -1)).found) {
-        return [source.diagnostic(path, `missing required key "${key}"`)];
-      }
-      return [source.diagnostic(path, issue.message)];
-    }
-    default:
-      return [source.diagnostic(path, issue.message)];
+  if (issue.code === 'unrecognized_keys') {
+    return issue.keys.map((key) => source.diagnostic([...path, key], `unknown key "${key}"`, true));
   }
+  if (issue.code === 'invalid_key') {
+    return issue.issues.map((inner) => source.diagnostic(path, `invalid key: ${inner.message}`, true));
+  }
+  const key = path.at(-1);
+  if (key !== undefined && !hasPath(data, path) && hasPath(data, path.slice(0, -1))) {
+    // zod's "expected string, received undefined" says nothing a reader can act on.
+    const detail = issue.code === 'invalid_type' ? '' : ` (${issue.message})`;
+    return [source.diagnostic(path, `missing required key "${key}"${detail}`)];
+  }
+  return [source.diagnostic(path, issue.message)];
 }
 
 /** YAML text → value of `schema`, with every problem located in the text. */

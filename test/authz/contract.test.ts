@@ -90,6 +90,13 @@ async function fill(s: string): Promise<string> {
       case 'serverRequestId':
         v = fx.serverRequestId(arg);
         break;
+      case 'padded': {
+        // A valid allowed call padded with spaces to exactly `arg` bytes.
+        const call =
+          '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"gmail__read_email","arguments":{}}}';
+        v = call + ' '.repeat(Number(arg) - call.length);
+        break;
+      }
       case 'deep': {
         const n = Number(arg);
         v = `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"gmail__read_email","arguments":{"a":${'['.repeat(n)}${']'.repeat(n)}}}}`;
