@@ -158,16 +158,26 @@ hints := {h: v |
 
 argument(field) := input.arguments[field] if is_object(input.arguments)
 
-# The string form of a value, as sprintf's %v would print a scalar; containers print as JSON,
-# so a classifier can still look inside them rather than silently ignoring them.
-string_form(x) := x if {
-	is_string(x)
-} else := json.marshal(x)
-
-# A list is classified element by element (a list argument matches if any element matches).
-string_forms(x) := [string_form(e) | some e in x] if {
+# A list argument is classified element by element: it matches if any element matches.
+elements(x) := x if {
 	is_array(x)
-} else := [string_form(x)]
+} else := [x]
+
+# The text a classifier compares: a string itself, other scalars as sprintf's %v prints them.
+# Objects and nested lists have none: their JSON text differs between Go (`opa test`: sorted keys,
+# HTML escapes) and the Wasm runtime (insertion order), so they are compared with nothing. For
+# not_contains that means a match (the value does not contain the text), which is the cautious
+# reading of the classifier that flags what lacks a marker (e.g. an external recipient).
+scalar_text(x) := x if {
+	is_string(x)
+} else := json.marshal(x) if {
+	not is_array(x)
+	not is_object(x)
+}
+
+texts(x) := [t | some e in elements(x); t := scalar_text(e)]
+
+element_contains(e, needle) if contains(scalar_text(e), needle)
 
 present(field) if {
 	v := argument(field)
@@ -183,22 +193,20 @@ number_value(x) := to_number(x) if {
 	regex.match(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$`, x)
 }
 
-numeric_values(x) := [n | some e in x; n := number_value(e)] if {
-	is_array(x)
-} else := [n | n := number_value(x)]
+numeric_values(x) := [n | some e in elements(x); n := number_value(e)]
 
 classifier_matches(c) if {
 	c.op == "contains"
 	is_string(c.value)
-	some s in string_forms(argument(c.field))
-	contains(s, c.value)
+	some t in texts(argument(c.field))
+	contains(t, c.value)
 }
 
 classifier_matches(c) if {
 	c.op == "not_contains"
 	is_string(c.value)
-	some s in string_forms(argument(c.field))
-	not contains(s, c.value)
+	some e in elements(argument(c.field))
+	not element_contains(e, c.value)
 }
 
 classifier_matches(c) if {
@@ -228,33 +236,27 @@ classifier_matches(c) if {
 classifier_matches(c) if {
 	c.op == "equals"
 	is_string(c.value)
-	some s in string_forms(argument(c.field))
-	s == c.value
+	some t in texts(argument(c.field))
+	t == c.value
 }
 
 classifier_matches(c) if {
 	c.op == "equals"
 	is_number(c.value)
-	some s in string_forms(argument(c.field))
-	s == json.marshal(c.value)
+	some t in texts(argument(c.field))
+	t == json.marshal(c.value)
 }
 
 classifier_matches(c) if {
 	c.op == "matches"
 	is_string(c.value)
-	some s in string_forms(argument(c.field))
-	pattern_match(c.value, s)
+	some t in texts(argument(c.field))
+	pattern_match(c.value, t)
 }
 
-# Extractor values: scalars only (a list gives one label per scalar element); null, objects and
-# absent fields give none.
-extracted(x) := [string_form(x)] if {
-	not is_array(x)
-	not is_object(x)
-	not is_null(x)
-} else := [string_form(e) | some e in x; not is_array(e); not is_object(e); not is_null(e)] if {
-	is_array(x)
-} else := []
+# Extractor values: one label per scalar (per scalar element of a list); null gives none, like an
+# absent field.
+extracted(x) := [t | some e in elements(x); not is_null(e); t := scalar_text(e)]
 
 label_set contains l if {
 	has_entry
@@ -449,17 +451,19 @@ approval := {"approvers": approvers, "timeout": approval_timeout} if {
 # Names quoted in reasons; a non-string would make concat undefined and lose the reason.
 quoted(x) := concat("", ["'", x, "'"]) if {
 	is_string(x)
-} else := json.marshal(x)
+} else := scalar_text(x) if {
+	scalar_text(x)
+} else := concat(" ", ["a value of type", type_name(x)])
 
-reason := concat(" ", ["service", quoted(input.service), "is not in the catalog"]) if {
+reason := concat(" ", ["service", quoted(object.get(input, "service", null)), "is not in the catalog"]) if {
 	code == "unknown_service"
-} else := concat(" ", ["service", quoted(input.service), "is disabled"]) if {
+} else := concat(" ", ["service", quoted(object.get(input, "service", null)), "is disabled"]) if {
 	code == "service_disabled"
-} else := concat(" ", ["service", quoted(input.service), "is suspended"]) if {
+} else := concat(" ", ["service", quoted(object.get(input, "service", null)), "is suspended"]) if {
 	code == "service_suspended"
-} else := concat(" ", ["tool", quoted(input.name), "is not enabled for service", quoted(input.service)]) if {
+} else := concat(" ", ["tool", quoted(object.get(input, "name", null)), "is not enabled for service", quoted(object.get(input, "service", null))]) if {
 	code == "tool_disabled"
-} else := concat(" ", ["user", quoted(input.user.id), "has no grant for", quoted(input.name), "of service", quoted(input.service)]) if {
+} else := concat(" ", ["user", quoted(object.get(input, ["user", "id"], null)), "has no grant for", quoted(object.get(input, "name", null)), "of service", quoted(object.get(input, "service", null))]) if {
 	code == "no_grant"
 } else := "no policy rules are loaded, so every call is denied" if {
 	code == "no_policies"
@@ -532,5 +536,5 @@ patterns contains p if {
 data_problems contains msg if {
 	some p in patterns
 	not regex.is_valid(p)
-	msg := concat("", ["invalid RE2 pattern: ", json.marshal(p)])
+	msg := concat("", ["invalid RE2 pattern: ", quoted(p)])
 }

@@ -177,13 +177,8 @@ async function decide(
       return refuse(decisionId, facts, 'method_not_allowed', 'Only GET is allowed here', 405, JSONRPC_INVALID_REQUEST);
     }
     facts.code = 'public';
-    return {
-      kind: 'allow',
-      decisionId,
-      upstreamHeaders: { 'x-mcpgw-decision-id': decisionId },
-      removeHeaders: inboundToRemove(req),
-      facts,
-    };
+    const upstreamHeaders = { 'x-mcpgw-decision-id': decisionId };
+    return { kind: 'allow', decisionId, upstreamHeaders, removeHeaders: inboundToRemove(req, upstreamHeaders), facts };
   }
   const isAdmin = path === '/admin/v1' || path.startsWith('/admin/v1/');
   if (isAdmin) facts.route = 'admin';
@@ -529,25 +524,25 @@ async function allow(
   deps: CheckDeps,
 ): Promise<CheckResult> {
   const token = await deps.upstream.mintToken(principal);
-  return {
-    kind: 'allow',
-    decisionId,
-    upstreamHeaders: {
-      authorization: `Bearer ${token}`,
-      'x-mcpgw-user': principal.id,
-      'x-mcpgw-decision-id': decisionId,
-      'x-mcpgw-request-mac': deps.upstream.requestMac(decisionId, req.rawBody),
-    },
-    removeHeaders: inboundToRemove(req),
-    facts,
+  const upstreamHeaders: Record<string, string> = {
+    authorization: `Bearer ${token}`,
+    'x-mcpgw-user': principal.id,
+    'x-mcpgw-decision-id': decisionId,
+    'x-mcpgw-request-mac': deps.upstream.requestMac(decisionId, req.rawBody),
   };
+  return { kind: 'allow', decisionId, upstreamHeaders, removeHeaders: inboundToRemove(req, upstreamHeaders), facts };
 }
 
-/** The client's credential and anything that pretends to come from us never reach upstream. */
-function inboundToRemove(req: HttpRequestView): string[] {
-  const out = ['authorization'];
+/**
+ * The client's credential and anything that pretends to come from us never reach upstream. Headers
+ * we set are overwritten instead of removed: Envoy applies headers_to_remove after the additions,
+ * so removing them would drop our own values.
+ */
+function inboundToRemove(req: HttpRequestView, set: Record<string, string> = {}): string[] {
+  const out: string[] = [];
+  if (!('authorization' in set)) out.push('authorization');
   for (const name of Object.keys(req.headers)) {
-    if (name.startsWith('x-mcpgw-')) out.push(name);
+    if (name.startsWith('x-mcpgw-') && !(name in set)) out.push(name);
   }
   return out;
 }

@@ -191,7 +191,7 @@ class Parser {
       if (src.charCodeAt(this.pos) !== 0x3a /* : */) throw this.unexpected('where ":" was expected');
       this.pos++;
       this.skipWhitespace();
-      const childZone = inParams || (zone === 'root') ? 'params' : 'plain';
+      const childZone = inParams || (zone === 'root' && key === 'params') ? 'params' : 'plain';
       const value = this.parseValue(depth, childZone);
       if (key === '__proto__') {
         Object.defineProperty(obj, key, { value, writable: true, enumerable: true, configurable: true });
@@ -311,9 +311,6 @@ class Parser {
         buf[n++] = this.escapedUnit;
         if (this.escapedLow !== 0) buf[n++] = this.escapedLow;
         continue;
-      }
-      if (c < 0x20) {
-        throw new ParseFailure('syntax', `unescaped control character ${codePoint(c)} in string`, i);
       }
       buf[n++] = c;
       i++;

@@ -301,17 +301,26 @@ export async function verifyAudit(q: Queryable, key: Buffer, opts: VerifyOptions
             ...behind.slice(0, -1),
             ...rows.slice(i + 1, i + 1 + REORDER_WINDOW).map((x) => asBuffer(x.hash)),
           ];
-          const moved = candidates.some((c) => timingSafeEqual(chainHash(key, c, canonical), stored));
-          report(
-            moved
-              ? { kind: 'reordered', seq, decisionId, message: `row ${seq} (${decisionId}) is not in its original place` }
-              : {
-                  kind: 'modified',
-                  seq,
-                  decisionId,
-                  message: `row ${seq} (${decisionId}) does not match its hash: it was changed, or the row before it was removed`,
-                },
-          );
+          const intact = candidates.some((c) => timingSafeEqual(chainHash(key, c, canonical), stored));
+          if (!intact) {
+            report({
+              kind: 'modified',
+              seq,
+              decisionId,
+              message: `row ${seq} (${decisionId}) does not match its hash: it was changed, or the row before it was removed`,
+            });
+          } else {
+            // The row is intact but follows the wrong row. If the row after it still links to it,
+            // it is in its place and a neighbour moved (reported there); otherwise it moved itself.
+            const next = rows[i + 1];
+            const stays =
+              next !== undefined &&
+              asNumber(next.seq) === seq + 1 &&
+              timingSafeEqual(chainHash(key, stored, canonicalAuditRow(next)), asBuffer(next.hash));
+            if (!stays) {
+              report({ kind: 'reordered', seq, decisionId, message: `row ${seq} (${decisionId}) is not in its original place` });
+            }
+          }
         }
       }
       prev = stored;

@@ -36,6 +36,8 @@ interface Case {
     upstreamHeaders?: string[];
     upstreamUser?: string;
     removes?: string[];
+    /** Headers we set upstream must not also be in headers_to_remove: Envoy removes after adding. */
+    keeps?: string[];
   };
 }
 
@@ -184,6 +186,7 @@ describe('golden CheckRequest → CheckResponse over real gRPC', () => {
           ).toBe(false);
         }
         for (const h of c.expect.removes ?? []) expect(res.okResponse?.headersToRemove).toContain(h);
+        for (const h of c.expect.keeps ?? []) expect(res.okResponse?.headersToRemove).not.toContain(h);
         return;
       }
       expect(res.okResponse).toBeUndefined();

@@ -91,6 +91,14 @@ const stringValue = fc.oneof(
   { weight: 1, arbitrary: fc.string({ unit: 'binary', minLength: 10, maxLength: 60 }) },
   {
     weight: 1,
+    arbitrary: fc.string({
+      unit: fc.constantFrom('a', '\n', '"', '\\', '\u0001', 'é', '😀'),
+      minLength: 10,
+      maxLength: 60,
+    }),
+  },
+  {
+    weight: 1,
     arbitrary: fc.tuple(fc.string({ maxLength: 3 }), loneSurrogate, fc.string({ maxLength: 3 })).map((p) => p.join('')),
   },
   { weight: 1, arbitrary: fc.constantFrom('\ud83d\ude00', '"\\/\b\f\n\r\t\u0000\u001f', '\ufeff', '\u2028') },

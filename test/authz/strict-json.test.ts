@@ -64,6 +64,32 @@ describe('parseStrictJson: acceptance', () => {
     expect(accept(long)).toBe(JSON.parse(long));
   });
 
+  it('reads numbers around the fast-path limits (15 digits, 10^±22) exactly as JSON.parse does', () => {
+    const mantissas = [
+      '1',
+      '3',
+      '7',
+      '9',
+      '17',
+      '123456789012345',
+      '999999999999999',
+      '1234567890123456',
+      '4503599627370497',
+    ];
+    let checked = 0;
+    for (const m of mantissas) {
+      for (let e = -30; e <= 30; e++) {
+        for (const text of [`${m}e${e}`, `0.${m}e${e}`, `${m.slice(0, 1)}.${m.slice(1) || '0'}E${e}`]) {
+          const expected = JSON.parse(text) as number;
+          if (Math.abs(expected) > Number.MAX_SAFE_INTEGER || expected === 0) continue;
+          expect(accept(text)).toBe(expected);
+          checked++;
+        }
+      }
+    }
+    expect(checked).toBeGreaterThan(500);
+  });
+
   it('accepts ordinary MCP messages and builds the same value as JSON.parse', () => {
     const bodies = [
       {
@@ -207,6 +233,13 @@ describe('parseStrictJson: rejections', () => {
     expect(r.code).toBe(code);
     expect(r.offset).toBe(offset);
     expect(r.message).toMatch(new RegExp(` at byte ${offset}$`));
+  });
+
+  it('refuses raw control characters after many escapes too (the buffered string path)', () => {
+    const text = `"${'\\n'.repeat(40)}\u0001"`;
+    expect(reject(text)).toMatchObject({ code: 'syntax', offset: 81 });
+    expect(reject(`"${'\\ud83d\\ude00'.repeat(20)}\\ud800"`).code).toBe('lone_surrogate');
+    expect(reject(`"${'\\t'.repeat(20)}`).code).toBe('syntax');
   });
 
   it('refuses byte-order marks', () => {
