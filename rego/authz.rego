@@ -33,9 +33,14 @@ service_enabled if catalog_entry.enabled == true
 # Only an explicit `false` means "not suspended".
 service_not_suspended if catalog_entry.suspended == false
 
-tool_enabled if catalog_entry.tools == null
+# A name that is not a string names no tool, whatever the list says.
+tool_enabled if {
+	is_string(input.name)
+	catalog_entry.tools == null
+}
 
 tool_enabled if {
+	is_string(input.name)
 	is_array(catalog_entry.tools)
 	some t in catalog_entry.tools
 	t == input.name

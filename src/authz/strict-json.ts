@@ -107,7 +107,7 @@ type Zone = 'root' | 'plain' | 'params';
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 // Literals, not 10 ** k: each is exactly representable and the literal is guaranteed to be exact.
 /** Escapes per string handled by plain concatenation before switching to the scratch buffer. */
-const CONCAT_ESCAPES = 16;
+const CONCAT_ESCAPES = 2;
 const POW10 = [
   1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20,
   1e21, 1e22,
@@ -311,6 +311,9 @@ class Parser {
         buf[n++] = this.escapedUnit;
         if (this.escapedLow !== 0) buf[n++] = this.escapedLow;
         continue;
+      }
+      if (c < 0x20) {
+        throw new ParseFailure('syntax', `unescaped control character ${codePoint(c)} in string`, i);
       }
       buf[n++] = c;
       i++;
