@@ -74,13 +74,19 @@ gate := "unknown_service" if {
 # through regex.match, with the same result.
 # ---------------------------------------------------------------------------------------------
 
+# Always an object: a ref used in a call under `not` is evaluated before the negation, so an
+# absent data.pattern_index would make `not has_key(...)` fail instead of hold.
+pattern_index := data.pattern_index if {
+	is_object(data.pattern_index)
+} else := {}
+
 pattern_match(p, v) if {
-	shortcut := data.pattern_index[p]
+	shortcut := pattern_index[p]
 	shortcut_match(shortcut, v)
 }
 
 pattern_match(p, v) if {
-	not has_key(data.pattern_index, p)
+	not has_key(pattern_index, p)
 	regex.match(p, v)
 }
 
@@ -395,17 +401,23 @@ selected(list, key) := [name |
 	is_string(name)
 ]
 
+# One missing or malformed list must not empty the others (a call with an undefined argument is
+# undefined, and would take the whole object with it).
+layer2_list(kind) := data.layer2[kind] if {
+	is_array(data.layer2[kind])
+} else := []
+
 layer2_all := {
-	"limits": selected(data.layer2.limits, "select"),
-	"budgets": selected(data.layer2.budgets, "select"),
-	"preconditions": selected(data.layer2.preconditions, "select"),
+	"limits": selected(layer2_list("limits"), "select"),
+	"budgets": selected(layer2_list("budgets"), "select"),
+	"preconditions": selected(layer2_list("preconditions"), "select"),
 	"flows": {
-		"sources": selected(data.layer2.flows, "after"),
-		"sinks": selected(data.layer2.flows, "then"),
+		"sources": selected(layer2_list("flows"), "after"),
+		"sinks": selected(layer2_list("flows"), "then"),
 	},
 	"duties": {
-		"first": selected(data.layer2.duties, "first"),
-		"then": selected(data.layer2.duties, "then"),
+		"first": selected(layer2_list("duties"), "first"),
+		"then": selected(layer2_list("duties"), "then"),
 	},
 }
 

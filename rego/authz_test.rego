@@ -748,6 +748,11 @@ test_selector_labels_need_every_pattern if {
 	l2(inp, patch).preconditions == ["communication", "both labels"]
 }
 
+test_a_missing_layer2_list_leaves_the_others if {
+	d := eval(base_input, with_data({"layer2": {"limits": [{"name": "all", "select": {}}], "budgets": "nope"}}))
+	d.layer2 == merge(no_layer2, {"limits": ["all"]})
+}
+
 test_malformed_selectors_never_match if {
 	bad := {"layer2": merge(empty_layer2_data, {"limits": [
 		{"name": "not an object", "select": "gmail"},
@@ -792,6 +797,19 @@ test_shortcuts_agree_with_regex if {
 		match_with({}, p, v) == want
 		match_with({p: shortcut}, p, v) == want
 	}
+}
+
+test_without_an_index_every_pattern_is_a_regex if {
+	authz.pattern_match("^gmail$", "gmail")
+	not authz.pattern_match("^gmail$", "gmail2")
+	d := authz.decision with input as base_input
+		with data.catalog as base_data.catalog
+		with data.tools as base_data.tools
+		with data.classifiers as {}
+		with data.extractors as {}
+		with data.rules as allow_all
+		with data.layer2 as {"limits": [{"name": "gmail", "select": {"service": "^gmail$"}}]}
+	d.layer2.limits == ["gmail"]
 }
 
 test_shortcut_results if {

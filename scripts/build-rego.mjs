@@ -18,7 +18,6 @@ import { createRequire } from 'node:module';
 import { homedir, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { gunzipSync } from 'node:zlib';
 import { format, resolveConfig } from 'prettier';
 import { loadPolicy } from '@open-policy-agent/opa-wasm';
 import {
@@ -29,6 +28,7 @@ import {
   regoSources,
   sha256Hex,
   sourcesSha256,
+  tarMember,
 } from './rego-manifest.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -66,37 +66,23 @@ function opaVersion(opa) {
   return m[1];
 }
 
-/** The bytes of one member of a (gzipped) ustar archive, or null. */
-function tarMember(gz, wanted) {
-  const tar = gunzipSync(gz);
-  const text = (buf, start, len) => {
-    const s = buf.subarray(start, start + len);
-    const nul = s.indexOf(0);
-    return s.subarray(0, nul < 0 ? s.length : nul).toString('utf8');
-  };
-  for (let off = 0; off + 512 <= tar.length; ) {
-    const header = tar.subarray(off, off + 512);
-    if (header.every((b) => b === 0)) break;
-    const prefix = text(header, 345, 155);
-    const name = prefix ? `${prefix}/${text(header, 0, 100)}` : text(header, 0, 100);
-    const size = parseInt(text(header, 124, 12).trim() || '0', 8);
-    const type = String.fromCharCode(header[156] || 48);
-    const body = off + 512;
-    if ((type === '0' || type === '\0') && name.replace(/^\/+/, '') === wanted) {
-      return Buffer.from(tar.subarray(body, body + size));
-    }
-    off = body + Math.ceil(size / 512) * 512;
-  }
-  return null;
-}
-
 /** `opa build -t wasm`, run inside `dir` with relative file names so no absolute path is embedded. */
 function opaBuildWasm(opa, dir, files, entrypoints, capabilitiesPath, workDir) {
   const bundle = join(workDir, `bundle-${Math.random().toString(36).slice(2)}.tar.gz`);
   try {
     execFileSync(
       opa,
-      ['build', '-t', 'wasm', ...entrypoints.flatMap((e) => ['-e', e]), '--capabilities', capabilitiesPath, '-o', bundle, ...files],
+      [
+        'build',
+        '-t',
+        'wasm',
+        ...entrypoints.flatMap((e) => ['-e', e]),
+        '--capabilities',
+        capabilitiesPath,
+        '-o',
+        bundle,
+        ...files,
+      ],
       { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] },
     );
   } catch (e) {
@@ -157,7 +143,10 @@ async function smokeTest(wasm) {
   if (host.length > 0) fail(`the policy needs host builtins ${host.join(', ')}; the capabilities should forbid them`);
   const policy = await loadPolicy(wasm);
   policy.setData({ catalog: {}, rules: [], layer2: { limits: [{ name: 'bad', select: { tool: '^(' } }] } });
-  const rs = policy.evaluate({ service: 'nope', name: 'x', method: 'tools/call', arguments: {}, grants: {} }, ENTRYPOINTS[0]);
+  const rs = policy.evaluate(
+    { service: 'nope', name: 'x', method: 'tools/call', arguments: {}, grants: {} },
+    ENTRYPOINTS[0],
+  );
   const d = Array.isArray(rs) && rs.length === 1 ? rs[0].result : undefined;
   if (d?.code !== 'unknown_service' || d?.outcome !== 'deny') fail(`smoke evaluation gave ${JSON.stringify(rs)}`);
   const problems = policy.evaluate({}, ENTRYPOINTS[1]);
@@ -182,7 +171,9 @@ async function main() {
     if (committed !== derived.text) {
       if (!writeRego) fail(`rego/${CAPABILITIES_FILE} is stale: run node scripts/build-rego.mjs`);
       writeFileSync(capsPath, derived.text);
-      process.stdout.write(`wrote rego/${CAPABILITIES_FILE} (host builtins left out: ${derived.excluded.join(', ')})\n`);
+      process.stdout.write(
+        `wrote rego/${CAPABILITIES_FILE} (host builtins left out: ${derived.excluded.join(', ')})\n`,
+      );
     }
 
     const sources = regoSources(regoDir);

@@ -4,6 +4,7 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join, relative, sep } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 
 /** The decision, then the load-time check of a data document (see rego/authz.rego). */
 export const ENTRYPOINTS = ['mcpgw/authz/decision', 'mcpgw/authz/data_problems'];
@@ -42,4 +43,28 @@ export function sourcesSha256(regoDir) {
     h.update(bytes);
   }
   return h.digest('hex');
+}
+
+/** The bytes of one member of a (gzipped) ustar archive, or null. */
+export function tarMember(gz, wanted) {
+  const tar = gunzipSync(gz);
+  const text = (buf, start, len) => {
+    const s = buf.subarray(start, start + len);
+    const nul = s.indexOf(0);
+    return s.subarray(0, nul < 0 ? s.length : nul).toString('utf8');
+  };
+  for (let off = 0; off + 512 <= tar.length;) {
+    const header = tar.subarray(off, off + 512);
+    if (header.every((b) => b === 0)) break;
+    const prefix = text(header, 345, 155);
+    const name = prefix ? `${prefix}/${text(header, 0, 100)}` : text(header, 0, 100);
+    const size = parseInt(text(header, 124, 12).trim() || '0', 8);
+    const type = String.fromCharCode(header[156] || 48);
+    const body = off + 512;
+    if ((type === '0' || type === '\0') && name.replace(/^\/+/, '') === wanted) {
+      return Buffer.from(tar.subarray(body, body + size));
+    }
+    off = body + Math.ceil(size / 512) * 512;
+  }
+  return null;
 }

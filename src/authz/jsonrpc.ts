@@ -172,25 +172,24 @@ function classifyResponse(
   const result = own(value, 'result');
   if (result !== undefined) return { kind: 'response', id, result };
   const error = value.error;
-  const code = isObject(error) ? error.code : undefined;
-  const message = isObject(error) ? error.message : undefined;
-  if (
-    !isObject(error) ||
-    unexpectedMember(error, ERROR_MEMBERS) !== undefined ||
-    typeof code !== 'number' ||
-    !Number.isInteger(code) ||
-    typeof message !== 'string'
-  ) {
-    return fail(
-      JSONRPC_INVALID_REQUEST,
-      'invalid_response',
-      'error must be an object with an integer code, a string message and optional data',
-    );
-  }
+  if (!isObject(error) || unexpectedMember(error, ERROR_MEMBERS) !== undefined) return badError(fail);
+  const code = own(error, 'code');
+  const message = own(error, 'message');
+  if (typeof code !== 'number' || !Number.isInteger(code) || typeof message !== 'string') return badError(fail);
   const out: JsonRpcErrorObject = { code, message };
   const data = own(error, 'data');
   if (data !== undefined) out.data = data;
   return { kind: 'response', id, error: out };
+}
+
+function badError(
+  fail: (jsonRpcCode: JsonRpcErrorCode, code: JsonRpcInvalidCode, message: string) => JsonRpcInvalid,
+): JsonRpcInvalid {
+  return fail(
+    JSONRPC_INVALID_REQUEST,
+    'invalid_response',
+    'error must be an object with an integer code, a string message and optional data',
+  );
 }
 
 /** The typed target of a method authorized per service; a string is the reason its params are invalid. */

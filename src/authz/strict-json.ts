@@ -105,9 +105,9 @@ class ParseFailure {
 type Zone = 'root' | 'plain' | 'params';
 
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
-// Literals, not 10 ** k: each is exactly representable and the literal is guaranteed to be exact.
 /** Escapes per string handled by plain concatenation before switching to the scratch buffer. */
-const CONCAT_ESCAPES = 2;
+const CONCAT_ESCAPES = 16;
+// Literals, not 10 ** k: each is exactly representable and the literal is guaranteed to be exact.
 const POW10 = [
   1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20,
   1e21, 1e22,
@@ -296,7 +296,7 @@ class Parser {
       i++;
     }
     out += src.slice(runStart, i);
-    let buf = this.scratch;
+    let buf = this.scratch ?? this.grow(0);
     let n = 0;
     for (;;) {
       if (i >= len) throw new ParseFailure('syntax', 'unterminated string', open);
@@ -320,11 +320,13 @@ class Parser {
     }
   }
 
-  private scratch: Uint16Array = new Uint16Array(256);
+  /** Allocated on the first escape-dense string only: most bodies never need it. */
+  private scratch: Uint16Array | null = null;
 
   private grow(used: number): Uint16Array {
-    const next = new Uint16Array(this.scratch.length * 2);
-    next.set(this.scratch.subarray(0, used));
+    const old = this.scratch;
+    const next = new Uint16Array(old === null ? 1024 : old.length * 2);
+    if (old !== null) next.set(old.subarray(0, used));
     this.scratch = next;
     return next;
   }
@@ -505,11 +507,6 @@ function caseVariant(key: string, at: number): ParseFailure {
 
 function isDigit(c: number): boolean {
   return c >= 0x30 && c <= 0x39;
-}
-
-function skipDigits(src: string, i: number): number {
-  while (isDigit(src.charCodeAt(i))) i++;
-  return i;
 }
 
 function hexDigit(c: number): number {

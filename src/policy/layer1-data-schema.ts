@@ -8,7 +8,12 @@ import { z } from 'zod';
 import { ACTIONS, HINT_NAMES, VERBS, type HintName, type Layer1Data } from './layer1-types.js';
 
 const hintsSchema = z
-  .object(Object.fromEntries(HINT_NAMES.map((h) => [h, z.boolean().optional()])) as Record<HintName, z.ZodOptional<z.ZodBoolean>>)
+  .object(
+    Object.fromEntries(HINT_NAMES.map((h) => [h, z.boolean().optional()])) as Record<
+      HintName,
+      z.ZodOptional<z.ZodBoolean>
+    >,
+  )
   .strict();
 
 /** The compiler anchors every pattern (`^…$`); an unanchored one would match substrings. */
@@ -27,13 +32,39 @@ const selectorSchema = z
   .strict();
 
 const classifierSchema = z.discriminatedUnion('op', [
-  z.object({ field: z.string(), op: z.enum(['contains', 'not_contains']), value: z.string(), labels: z.array(z.string()) }).strict(),
-  z.object({ field: z.string(), op: z.literal('matches'), value: anchored, labels: z.array(z.string()) }).strict(),
-  z.object({ field: z.string(), op: z.enum(['present', 'absent']), value: z.undefined().optional(), labels: z.array(z.string()) }).strict(),
   z
-    .object({ field: z.string(), op: z.enum(['greater_than', 'less_than']), value: z.number(), labels: z.array(z.string()) })
+    .object({
+      field: z.string(),
+      op: z.enum(['contains', 'not_contains']),
+      value: z.string(),
+      labels: z.array(z.string()),
+    })
     .strict(),
-  z.object({ field: z.string(), op: z.literal('equals'), value: z.union([z.string(), z.number()]), labels: z.array(z.string()) }).strict(),
+  z.object({ field: z.string(), op: z.literal('matches'), value: anchored, labels: z.array(z.string()) }).strict(),
+  z
+    .object({
+      field: z.string(),
+      op: z.enum(['present', 'absent']),
+      value: z.undefined().optional(),
+      labels: z.array(z.string()),
+    })
+    .strict(),
+  z
+    .object({
+      field: z.string(),
+      op: z.enum(['greater_than', 'less_than']),
+      value: z.number(),
+      labels: z.array(z.string()),
+    })
+    .strict(),
+  z
+    .object({
+      field: z.string(),
+      op: z.literal('equals'),
+      value: z.union([z.string(), z.number()]),
+      labels: z.array(z.string()),
+    })
+    .strict(),
 ]);
 
 const ruleSchema = z
@@ -66,13 +97,20 @@ export const layer1DataSchema = z
       ),
     ),
     classifiers: z.record(z.string(), z.record(z.string(), z.array(classifierSchema))),
-    extractors: z.record(z.string(), z.record(z.string(), z.array(z.object({ field: z.string(), prefix: z.string() }).strict()))),
+    extractors: z.record(
+      z.string(),
+      z.record(z.string(), z.array(z.object({ field: z.string(), prefix: z.string() }).strict())),
+    ),
     rules: z.array(ruleSchema).superRefine((rules, ctx) => {
       for (let i = 1; i < rules.length; i++) {
         const a = rules[i - 1];
         const b = rules[i];
         if (a && b && (a.priority > b.priority || (a.priority === b.priority && a.index >= b.index))) {
-          ctx.addIssue({ code: 'custom', path: [i], message: 'rules must be sorted by (priority, index), indexes unique' });
+          ctx.addIssue({
+            code: 'custom',
+            path: [i],
+            message: 'rules must be sorted by (priority, index), indexes unique',
+          });
         }
       }
     }),

@@ -11,7 +11,14 @@ import { readFile } from 'node:fs/promises';
 import { loadPolicy, type LoadedPolicy } from '@open-policy-agent/opa-wasm';
 import { layer1DataProblems } from './layer1-data-schema.js';
 import { patternIndex } from './layer1-patterns.js';
-import { layer1DecisionSchema, type Layer1Data, type Layer1Decision, type Layer1Input } from './layer1-types.js';
+import {
+  LAYER1_METHODS,
+  ROLES,
+  layer1DecisionSchema,
+  type Layer1Data,
+  type Layer1Decision,
+  type Layer1Input,
+} from './layer1-types.js';
 
 const DECISION_ENTRYPOINT = 'mcpgw/authz/decision';
 const DATA_PROBLEMS_ENTRYPOINT = 'mcpgw/authz/data_problems';
@@ -113,7 +120,15 @@ interface RawPolicy {
   dataHeapPtr: number;
   wasmInstance: {
     exports: {
-      opa_eval(reserved: 0, entrypoint: number, data: number, input: number, inputLen: number, heap: number, format: 0): number;
+      opa_eval(
+        reserved: 0,
+        entrypoint: number,
+        data: number,
+        input: number,
+        inputLen: number,
+        heap: number,
+        format: 0,
+      ): number;
     };
   };
 }
@@ -146,17 +161,33 @@ function argumentFields(data: Layer1Data): ArgumentFields {
 const isPlainObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
 
+const METHODS: ReadonlySet<string> = new Set(LAYER1_METHODS);
+const ROLE_NAMES: ReadonlySet<string> = new Set(ROLES);
+
 /**
- * The part of the input the policy reads: the grants of this service, and only the arguments a
- * classifier or extractor of this tool looks at. A 1 MiB file body would otherwise be serialized
- * and parsed again inside the Wasm on every call. Inputs of the wrong shape are passed unchanged,
- * so the policy sees (and denies) exactly what it was given.
+ * What is wrong with an input that does not have the contract's shape, or null. Callers are typed,
+ * but the input is built from a request, and the policy would classify a malformed one rather than
+ * refuse it.
+ */
+function inputProblem(input: unknown): string | null {
+  if (!isPlainObject(input)) return 'not an object';
+  const { user, grants, method, service, name, arguments: args } = input;
+  if (!isPlainObject(user) || typeof user['id'] !== 'string' || !ROLE_NAMES.has(user['role'] as string)) return 'user';
+  if (!isPlainObject(grants)) return 'grants';
+  if (typeof method !== 'string' || !METHODS.has(method)) return 'method';
+  if (typeof service !== 'string') return 'service';
+  if (typeof name !== 'string') return 'name';
+  if (!isPlainObject(args)) return 'arguments';
+  return null;
+}
+
+/**
+ * The part of a well-formed input the policy reads: the grants of this service, and only the
+ * arguments a classifier or extractor of this tool looks at. A 1 MiB file body would otherwise be
+ * serialized and parsed again inside the Wasm on every call.
  */
 function slimInput(input: Layer1Input, fields: ArgumentFields): unknown {
-  const { service, name, grants, arguments: args } = input as Partial<Record<keyof Layer1Input, unknown>>;
-  if (typeof service !== 'string' || typeof name !== 'string' || !isPlainObject(grants) || !isPlainObject(args)) {
-    return input;
-  }
+  const { service, name, grants, arguments: args } = input;
   // Null-prototype objects: a field or service called `__proto__` must stay an ordinary key.
   const slimGrants = Object.create(null) as Record<string, unknown>;
   if (Object.hasOwn(grants, service)) slimGrants[service] = grants[service];
@@ -206,7 +237,8 @@ class Instance {
     const json = JSON.stringify(input);
     const len = Buffer.byteLength(json);
     const at = raw.dataHeapPtr;
-    if (at + len > raw.mem.buffer.byteLength) raw.mem.grow(Math.ceil((at + len - raw.mem.buffer.byteLength) / WASM_PAGE));
+    if (at + len > raw.mem.buffer.byteLength)
+      raw.mem.grow(Math.ceil((at + len - raw.mem.buffer.byteLength) / WASM_PAGE));
     const written = utf8.encodeInto(json, new Uint8Array(raw.mem.buffer, at, len)).written;
     const out = raw.wasmInstance.exports.opa_eval(0, this.entrypoint, raw.dataAddr, at, written, at + written, 0);
     // Evaluation may have grown the memory, which detaches the old buffer.
@@ -217,6 +249,8 @@ class Instance {
   }
 
   evaluate(input: Layer1Input): Layer1Decision {
+    const problem = inputProblem(input);
+    if (problem) return failClosedDecision(`malformed input (${problem})`);
     let rs: unknown;
     try {
       const slim = slimInput(input, this.fields);
@@ -225,12 +259,16 @@ class Instance {
       return failClosedDecision(describe(e));
     }
     if (!Array.isArray(rs) || rs.length !== 1) {
-      return failClosedDecision(rs === undefined || (Array.isArray(rs) && rs.length === 0) ? 'no decision' : 'several decisions');
+      return failClosedDecision(
+        rs === undefined || (Array.isArray(rs) && rs.length === 0) ? 'no decision' : 'several decisions',
+      );
     }
     const parsed = layer1DecisionSchema.safeParse((rs[0] as { result?: unknown } | null)?.result);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
-      return failClosedDecision(`malformed decision (${issue ? `${issue.path.join('.')}: ${issue.message}` : 'invalid'})`);
+      return failClosedDecision(
+        `malformed decision (${issue ? `${issue.path.join('.')}: ${issue.message}` : 'invalid'})`,
+      );
     }
     return parsed.data;
   }

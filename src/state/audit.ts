@@ -73,10 +73,9 @@ export async function sealBatch(q: Queryable, key: Buffer, batchSize: number): P
   const head = await q.query<{ seq: unknown; hash: unknown }>(
     'SELECT seq, hash FROM audit_log WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1',
   );
-  const rows = await q.query<AuditRow>(
-    `SELECT ${ROW_COLUMNS} FROM audit_log WHERE seq IS NULL ORDER BY id LIMIT $1`,
-    [batchSize],
-  );
+  const rows = await q.query<AuditRow>(`SELECT ${ROW_COLUMNS} FROM audit_log WHERE seq IS NULL ORDER BY id LIMIT $1`, [
+    batchSize,
+  ]);
   if (rows.rows.length === 0) return 0;
   const headRow = head.rows[0];
   const headSeq = headRow ? asNumber(headRow.seq) : 0;
@@ -272,10 +271,10 @@ export async function verifyAudit(q: Queryable, key: Buffer, opts: VerifyOptions
   const behind: Buffer[] = []; // stored hashes of the rows just before the current one
 
   for (;;) {
-    const res = await q.query<AuditRow>(
-      `SELECT ${ROW_COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2`,
-      [lastSeq, chunk + REORDER_WINDOW],
-    );
+    const res = await q.query<AuditRow>(`SELECT ${ROW_COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2`, [
+      lastSeq,
+      chunk + REORDER_WINDOW,
+    ]);
     const rows = res.rows;
     if (rows.length === 0) break;
     const upto = rows.length > chunk ? chunk : rows.length;
@@ -318,7 +317,12 @@ export async function verifyAudit(q: Queryable, key: Buffer, opts: VerifyOptions
               asNumber(next.seq) === seq + 1 &&
               timingSafeEqual(chainHash(key, stored, canonicalAuditRow(next)), asBuffer(next.hash));
             if (!stays) {
-              report({ kind: 'reordered', seq, decisionId, message: `row ${seq} (${decisionId}) is not in its original place` });
+              report({
+                kind: 'reordered',
+                seq,
+                decisionId,
+                message: `row ${seq} (${decisionId}) is not in its original place`,
+              });
             }
           }
         }

@@ -146,17 +146,15 @@ class PgListener {
   async add(channel: string, cb: (payload: string) => void): Promise<() => Promise<void>> {
     if (!CHANNEL.test(channel)) throw new Error(`invalid channel name ${channel}`);
     let set = this.#handlers.get(channel);
-    const fresh = !set;
     if (!set) {
       set = new Set();
       this.#handlers.set(channel, set);
     }
     set.add(cb);
-    if (this.#client) {
-      if (fresh) await this.#client.query(`LISTEN ${channel}`);
-    } else {
-      await this.#connect();
-    }
+    if (!this.#client) await this.#connect();
+    // LISTEN is idempotent; issuing it here also covers a channel added while a connect was
+    // already past its own LISTEN loop. A connection lost later re-LISTENs every channel.
+    await this.#client?.query(`LISTEN ${channel}`);
     return async () => {
       set.delete(cb);
     };
@@ -287,7 +285,11 @@ export class PostgresDatabase implements Database {
   }
 
   async session(): Promise<Session> {
-    const client = new pg.Client({ connectionString: this.#connectionString, keepAlive: true, application_name: 'mcpgw' });
+    const client = new pg.Client({
+      connectionString: this.#connectionString,
+      keepAlive: true,
+      application_name: 'mcpgw',
+    });
     await client.connect();
     return new PgSession(client);
   }
@@ -456,7 +458,8 @@ export class PgliteDatabase implements Database {
         return held;
       }, null);
     });
-    const q = <R extends Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> => this.#q<R>(sql, params);
+    const q = <R extends Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> =>
+      this.#q<R>(sql, params);
     return {
       query: q,
       exec: async (sql: string) => {

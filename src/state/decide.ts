@@ -91,7 +91,10 @@ export function buildDecideInput(req: Layer2Request, rules: Layer2Rules, cfg: De
     return k;
   };
   const unknown = (kind: string, name: string): void => {
-    errors.push({ rule: name, reason: `${kind} "${name}" is not in the Layer 2 rules of revision ${req.policyRevision}` });
+    errors.push({
+      rule: name,
+      reason: `${kind} "${name}" is not in the Layer 2 rules of revision ${req.policyRevision}`,
+    });
   };
   const invalid = (kind: string, name: string): void => {
     errors.push({ rule: name, reason: `${kind} "${name}" has invalid parameters` });
@@ -191,7 +194,10 @@ export function buildDecideInput(req: Layer2Request, rules: Layer2Rules, cfg: De
       // A first step we cannot tie to an entity is simply not remembered; a second step we cannot
       // tie to one cannot be checked, so it is refused.
       if (entity === null && phase === 'then') {
-        errors.push({ rule: name, reason: `duty "${name}": argument fields ${r.entity.join(', ')} are needed to identify the entity` });
+        errors.push({
+          rule: name,
+          reason: `duty "${name}": argument fields ${r.entity.join(', ')} are needed to identify the entity`,
+        });
         continue;
       }
       out.push({ name, kind: r.kind, entity });

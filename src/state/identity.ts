@@ -11,7 +11,7 @@ import { timingSafeEqual } from 'node:crypto';
 import type { ApiKeyKind } from '../identity/api-keys.js';
 import { keyKindAllowsRole, type ApiKeyMatch, type IdentityStore, type Principal } from '../identity/store.js';
 import { ROLES, type Role } from '../policy/layer1-types.js';
-import { asBuffer, asNullableString, asString, type Database, type Row } from './db.js';
+import { asBuffer, asDate, asNullableString, asString, type Database, type Row } from './db.js';
 
 export interface IdentityCacheOptions {
   maxStalenessMs?: number;
@@ -58,7 +58,9 @@ function toPrincipal(r: UserRow): Principal | null {
 function clone(p: Principal): Principal {
   const grants: Record<string, string[]> = {};
   for (const [k, v] of Object.entries(p.grants)) grants[k] = [...v];
-  return p.email === undefined ? { id: p.id, role: p.role, grants } : { id: p.id, role: p.role, grants, email: p.email };
+  return p.email === undefined
+    ? { id: p.id, role: p.role, grants }
+    : { id: p.id, role: p.role, grants, email: p.email };
 }
 
 export class DbIdentityStore implements IdentityStore {
@@ -212,7 +214,13 @@ export class DbIdentityStore implements IdentityStore {
   async listApiKeys(
     userId?: string,
   ): Promise<{ displayId: string; userId: string; kind: ApiKeyKind; createdAt: Date; revokedAt: Date | null }[]> {
-    const r = await this.#db.query<{ display_id: unknown; user_id: unknown; kind: unknown; created_at: unknown; revoked_at: unknown }>(
+    const r = await this.#db.query<{
+      display_id: unknown;
+      user_id: unknown;
+      kind: unknown;
+      created_at: unknown;
+      revoked_at: unknown;
+    }>(
       `SELECT display_id, user_id, kind, created_at, revoked_at FROM api_keys
         WHERE $1::text IS NULL OR user_id = $1 ORDER BY created_at, display_id`,
       [userId ?? null],
@@ -221,8 +229,8 @@ export class DbIdentityStore implements IdentityStore {
       displayId: asString(x.display_id),
       userId: asString(x.user_id),
       kind: x.kind === 'ak' ? 'ak' : 'sk',
-      createdAt: x.created_at as Date,
-      revokedAt: (x.revoked_at as Date | null) ?? null,
+      createdAt: asDate(x.created_at),
+      revokedAt: x.revoked_at === null || x.revoked_at === undefined ? null : asDate(x.revoked_at),
     }));
   }
 

@@ -11,7 +11,14 @@ export type {
   SigningKeyRecord,
 } from './store.js';
 export { ApprovalError } from './approvals.js';
-export type { ApprovalRecord, ApprovalStatus, ApprovalFilter, ApprovalPage, Decider, ApprovalErrorCode } from './approvals.js';
+export type {
+  ApprovalRecord,
+  ApprovalStatus,
+  ApprovalFilter,
+  ApprovalPage,
+  Decider,
+  ApprovalErrorCode,
+} from './approvals.js';
 export type { AuditReport, AuditIssue, AuditIssueKind, VerifyOptions, SealerOptions } from './audit.js';
 export { DbIdentityStore } from './identity.js';
 export type { IdentityCacheOptions } from './identity.js';

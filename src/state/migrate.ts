@@ -66,7 +66,9 @@ export async function migrate(db: Database, migrations: Migration[] = loadMigrat
         applied_at timestamptz NOT NULL DEFAULT clock_timestamp()
       )`);
       const done = new Map<number, string>();
-      const rows = await s.query<{ version: unknown; checksum: unknown }>('SELECT version, checksum FROM schema_migrations');
+      const rows = await s.query<{ version: unknown; checksum: unknown }>(
+        'SELECT version, checksum FROM schema_migrations',
+      );
       for (const r of rows.rows) done.set(asNumber(r.version), String(r.checksum));
       for (const m of migrations) {
         const have = done.get(m.version);

@@ -9,6 +9,7 @@
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { z } from 'zod';
 import { keysDir, loadOrCreateKey, mcpgwHome } from '../config/keys.js';
 import type { Layer2Outcome, Layer2Request, Layer2Rules } from '../policy/layer2-types.js';
 import {
@@ -140,12 +141,20 @@ export interface SigningKeyRecord {
   retireAt: Date | null;
 }
 
+const approvalDecideOutput = z.object({
+  error: z.string().nullable(),
+  message: z.string().nullable(),
+  approval: z.record(z.string(), z.unknown()).nullable(),
+});
+
 const EMPTY_RULES: Layer2Rules = { limits: {}, budgets: {}, preconditions: {}, flows: {}, duties: {} };
 const RULE_HISTORY = 8;
 
 function targetKey(t: ScopeTarget): string {
   if (t === 'global') return 'g';
-  return 'userId' in t ? (scopeKey('user', t.userId, null) as string) : (scopeKey('session', '', t.sessionId) as string);
+  return 'userId' in t
+    ? (scopeKey('user', t.userId, null) as string)
+    : (scopeKey('session', '', t.sessionId) as string);
 }
 
 function requireAdmin(actor: Decider, what: string): void {
@@ -154,12 +163,14 @@ function requireAdmin(actor: Decider, what: string): void {
 
 function describeFailure(err: unknown, budgetMs: number): string {
   const code = sqlState(err);
-  if (err instanceof StateTimeoutError || code === '57014' || code === '55P03') {
+  const msg = err instanceof Error ? err.message : '';
+  // pg-pool says "timeout exceeded when trying to connect" when every pooled connection is busy.
+  if (err instanceof StateTimeoutError || code === '57014' || code === '55P03' || /timeout exceeded/i.test(msg)) {
     return `the state store did not decide within its ${budgetMs} ms budget`;
   }
-  const msg = err instanceof Error ? err.message : '';
   if (
-    (code !== undefined && (code.startsWith('08') || code.startsWith('57P') || code === 'ECONNREFUSED' || code === 'ETIMEDOUT')) ||
+    (code !== undefined &&
+      (code.startsWith('08') || code.startsWith('57P') || code === 'ECONNREFUSED' || code === 'ETIMEDOUT')) ||
     /connect|terminat|ECONNRESET|closed/i.test(msg)
   ) {
     return 'the state store is unavailable';
@@ -264,9 +275,14 @@ export class Layer2Store {
       const set = rules ?? this.#rules.get(req.policyRevision);
       const input = buildDecideInput(req, set ?? EMPTY_RULES, this.#cfg);
       if (!set && needsRules(req)) {
-        input.errors.unshift({ rule: 'layer2', reason: `no Layer 2 rules are loaded for policy revision ${req.policyRevision}` });
+        input.errors.unshift({
+          rule: 'layer2',
+          reason: `no Layer 2 rules are loaded for policy revision ${req.policyRevision}`,
+        });
       }
-      const r = await this.db.queryWithin<{ r: unknown }>('SELECT mcpgw_decide($1::jsonb) AS r', [JSON.stringify(input)]);
+      const r = await this.db.queryWithin<{ r: unknown }>('SELECT mcpgw_decide($1::jsonb) AS r', [
+        JSON.stringify(input),
+      ]);
       return parseDecideOutput(r.rows[0]?.r);
     } catch (err) {
       return this.#failClosed(req, err);
@@ -316,13 +332,17 @@ export class Layer2Store {
       `ap-${norm}%`,
     ]);
     if (r.rows.length === 0) throw new ApprovalError('not_found', `no approval starts with ap-${norm}`);
-    if (r.rows.length > 1) throw new ApprovalError('ambiguous', `more than one approval starts with ap-${norm}; give more characters`);
+    if (r.rows.length > 1)
+      throw new ApprovalError('ambiguous', `more than one approval starts with ap-${norm}; give more characters`);
     return asString(r.rows[0]?.id);
   }
 
   async getApproval(idOrPrefix: string): Promise<ApprovalRecord> {
     const id = await this.resolveApprovalId(idOrPrefix);
-    const r = await this.db.query(`SELECT a.*, ${EFFECTIVE_STATUS_SQL} AS effective_status FROM approvals a WHERE a.id = $1`, [id]);
+    const r = await this.db.query(
+      `SELECT a.*, ${EFFECTIVE_STATUS_SQL} AS effective_status FROM approvals a WHERE a.id = $1`,
+      [id],
+    );
     const row = r.rows[0];
     if (!row) throw new ApprovalError('not_found', `approval ${id} does not exist`);
     return toApprovalRecord(row);
@@ -330,7 +350,8 @@ export class Layer2Store {
 
   async listApprovals(filter: ApprovalFilter = {}, cursor: string | null = null): Promise<ApprovalPage> {
     const limit = Math.min(500, Math.max(1, Math.floor(filter.limit ?? 50)));
-    const statuses = filter.status === undefined ? null : Array.isArray(filter.status) ? filter.status : [filter.status];
+    const statuses =
+      filter.status === undefined ? null : Array.isArray(filter.status) ? filter.status : [filter.status];
     const after = cursor === null ? null : decodeCursor(cursor);
     const r = await this.db.query(
       `SELECT * FROM (
@@ -358,17 +379,27 @@ export class Layer2Store {
     const last = rows[rows.length - 1];
     return {
       items: rows.map(toApprovalRecord),
-      nextCursor: r.rows.length > limit && last ? encodeCursor(asString(last['created_us']), asString(last['id'])) : null,
+      nextCursor:
+        r.rows.length > limit && last ? encodeCursor(asString(last['created_us']), asString(last['id'])) : null,
     };
   }
 
   /** Approves; an admin not among the rule's approvers must pass `override` (audited). */
-  approve(idOrPrefix: string, decider: Decider, opts: { override?: boolean; reason?: string } = {}): Promise<ApprovalRecord> {
+  approve(
+    idOrPrefix: string,
+    decider: Decider,
+    opts: { override?: boolean; reason?: string } = {},
+  ): Promise<ApprovalRecord> {
     return this.#decideApproval(idOrPrefix, decider, 'approve', opts.reason ?? '', opts.override === true);
   }
 
   /** Denies; identical calls are then denied until the approval's timeout has passed. */
-  deny(idOrPrefix: string, decider: Decider, reason: string, opts: { override?: boolean } = {}): Promise<ApprovalRecord> {
+  deny(
+    idOrPrefix: string,
+    decider: Decider,
+    reason: string,
+    opts: { override?: boolean } = {},
+  ): Promise<ApprovalRecord> {
     return this.#decideApproval(idOrPrefix, decider, 'deny', reason, opts.override === true);
   }
 
@@ -392,9 +423,10 @@ export class Layer2Store {
         decision_id: `adm-${randomUUID()}`,
       }),
     ]);
-    const out = r.rows[0]?.r as { error: string | null; message: string | null; approval: Record<string, unknown> | null };
+    const out = approvalDecideOutput.parse(r.rows[0]?.r);
     if (out.error !== null) {
-      const code = (['not_found', 'forbidden', 'not_pending', 'expired'] as const).find((c) => c === out.error) ?? 'forbidden';
+      const code =
+        (['not_found', 'forbidden', 'not_pending', 'expired'] as const).find((c) => c === out.error) ?? 'forbidden';
       throw new ApprovalError(code, out.message ?? code);
     }
     if (!out.approval) throw new ApprovalError('not_found', `approval ${id} does not exist`);
@@ -450,7 +482,13 @@ export class Layer2Store {
   // the same statement.
   // -------------------------------------------------------------------------------------------
 
-  async #adminChange(actor: Decider, method: string, sql: string, params: unknown[], detail: Record<string, unknown>): Promise<number> {
+  async #adminChange(
+    actor: Decider,
+    method: string,
+    sql: string,
+    params: unknown[],
+    detail: Record<string, unknown>,
+  ): Promise<number> {
     const n = params.length;
     const r = await this.db.query<{ n: unknown }>(
       `WITH changed AS (${sql})
@@ -478,28 +516,50 @@ export class Layer2Store {
 
   async unsetFlag(name: string, actor: Decider): Promise<boolean> {
     requireAdmin(actor, 'unset precondition flags');
-    return (await this.#adminChange(actor, 'admin/flags.unset', 'DELETE FROM flags WHERE name = $1 RETURNING 1', [name], { flag: name })) > 0;
+    return (
+      (await this.#adminChange(actor, 'admin/flags.unset', 'DELETE FROM flags WHERE name = $1 RETURNING 1', [name], {
+        flag: name,
+      })) > 0
+    );
   }
 
   async listFlags(): Promise<FlagRecord[]> {
     const r = await this.db.query('SELECT name, value, set_by, set_at FROM flags ORDER BY name');
-    return r.rows.map((x) => ({ name: asString(x['name']), value: asString(x['value']), setBy: asString(x['set_by']), setAt: asDate(x['set_at']) }));
+    return r.rows.map((x) => ({
+      name: asString(x['name']),
+      value: asString(x['value']),
+      setBy: asString(x['set_by']),
+      setAt: asDate(x['set_at']),
+    }));
   }
 
   /** Clears taint marks: of a user (their user- and session-scoped marks), of a session, or all. */
   async clearTaint(target: { userId: string } | { sessionId: string } | 'all', actor: Decider): Promise<number> {
     requireAdmin(actor, 'clear taint');
-    if (target === 'all') return this.#adminChange(actor, 'admin/taint.clear', 'DELETE FROM taint RETURNING 1', [], { target: 'all' });
+    if (target === 'all')
+      return this.#adminChange(actor, 'admin/taint.clear', 'DELETE FROM taint RETURNING 1', [], { target: 'all' });
     if ('userId' in target) {
-      return this.#adminChange(actor, 'admin/taint.clear', 'DELETE FROM taint WHERE user_id = $1 OR scope_key = $2 RETURNING 1', [target.userId, `u:${target.userId}`], {
-        target: 'user',
-        userId: target.userId,
-      });
+      return this.#adminChange(
+        actor,
+        'admin/taint.clear',
+        'DELETE FROM taint WHERE user_id = $1 OR scope_key = $2 RETURNING 1',
+        [target.userId, `u:${target.userId}`],
+        {
+          target: 'user',
+          userId: target.userId,
+        },
+      );
     }
-    return this.#adminChange(actor, 'admin/taint.clear', 'DELETE FROM taint WHERE scope_key = $1 RETURNING 1', [`s:${target.sessionId}`], {
-      target: 'session',
-      sessionId: target.sessionId,
-    });
+    return this.#adminChange(
+      actor,
+      'admin/taint.clear',
+      'DELETE FROM taint WHERE scope_key = $1 RETURNING 1',
+      [`s:${target.sessionId}`],
+      {
+        target: 'session',
+        sessionId: target.sessionId,
+      },
+    );
   }
 
   /** Live marks only. */
@@ -625,13 +685,16 @@ export class Layer2Store {
   // Policy revisions and signing keys (shared by all replicas)
   // -------------------------------------------------------------------------------------------
 
-  async putPolicyRevision(rev: { id: string; source: string; compiled: unknown; createdBy?: string | null }): Promise<void> {
-    await this.db.query('INSERT INTO policy_revisions (id, source, compiled, created_by) VALUES ($1, $2, $3::jsonb, $4)', [
-      rev.id,
-      rev.source,
-      JSON.stringify(rev.compiled),
-      rev.createdBy ?? null,
-    ]);
+  async putPolicyRevision(rev: {
+    id: string;
+    source: string;
+    compiled: unknown;
+    createdBy?: string | null;
+  }): Promise<void> {
+    await this.db.query(
+      'INSERT INTO policy_revisions (id, source, compiled, created_by) VALUES ($1, $2, $3::jsonb, $4)',
+      [rev.id, rev.source, JSON.stringify(rev.compiled), rev.createdBy ?? null],
+    );
   }
 
   async getPolicyRevision(id: string): Promise<PolicyRevisionRecord | null> {
@@ -666,7 +729,10 @@ export class Layer2Store {
     );
   }
 
-  async updateSigningKey(kid: string, change: { status: SigningKeyRecord['status']; retireAt?: Date | null }): Promise<boolean> {
+  async updateSigningKey(
+    kid: string,
+    change: { status: SigningKeyRecord['status']; retireAt?: Date | null },
+  ): Promise<boolean> {
     const r = await this.db.query(
       'UPDATE signing_keys SET status = $2, retire_at = CASE WHEN $3::boolean THEN $4::timestamptz ELSE retire_at END WHERE kid = $1',
       [kid, change.status, change.retireAt !== undefined, change.retireAt ?? null],

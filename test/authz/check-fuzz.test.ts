@@ -119,7 +119,7 @@ describe('Check handler under random and mutated bodies', () => {
     let denied = 0;
     await fc.assert(
       fc.asyncProperty(fc.constantFrom(...seeds), fc.array(mutation, { maxLength: 4 }), async (seed, muts) => {
-        const body = muts.reduce((b, m) => apply(b, m), Buffer.from(seed, 'utf8'));
+        const body = muts.reduce<Buffer>((b, m) => apply(b, m), Buffer.from(seed, 'utf8'));
         const result = await fx.runtime.check(view(body));
         if (result.kind === 'deny') {
           denied++;

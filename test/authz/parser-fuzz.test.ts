@@ -16,7 +16,8 @@ import {
 } from '../../src/authz/strict-json.js';
 import { canonicalize } from '../../src/util/jcs.js';
 
-const RUNS = 3000;
+/** Runs per property; raise MCPGW_FUZZ_RUNS for a longer soak (the default keeps `npm test` quick). */
+const RUNS = Number(process.env['MCPGW_FUZZ_RUNS'] ?? 3000);
 const encoder = new TextEncoder();
 const fatalUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
@@ -215,7 +216,7 @@ function violations(
       break;
     case 'str':
       if (LONE.test(node.value)) out.add('lone_surrogate');
-      if (node.rawControls === true && /[\u0000-\u001f]/.test(node.value)) out.add('syntax');
+      if (node.rawControls === true && [...node.value].some((c) => c < ' ')) out.add('syntax');
       break;
     case 'arr':
       if (depth + 1 > MAX_JSON_DEPTH) out.add('too_deep');
@@ -327,7 +328,7 @@ function valueViolations(
   } else if (Array.isArray(v)) {
     if (depth + 1 > MAX_JSON_DEPTH) out.add('too_deep');
     for (const item of v) valueViolations(item, depth + 1, zone === 'params' ? 'params' : 'plain', out);
-  } else if (v !== null) {
+  } else if (typeof v === 'object' && v !== null) {
     if (depth + 1 > MAX_JSON_DEPTH) out.add('too_deep');
     const keys = Object.keys(v);
     for (const k of keys) {

@@ -39,7 +39,7 @@ describe('parseStrictJson: acceptance', () => {
     ['9007199254740991', Number.MAX_SAFE_INTEGER],
     ['-9007199254740991', -Number.MAX_SAFE_INTEGER],
     ['9007199254740.991e3', Number.MAX_SAFE_INTEGER],
-    ['123456789012345678e-3', 123456789012345.678],
+    ['123456789012345678e-3', 123456789012345.67],
     ['""', ''],
     ['"plain"', 'plain'],
     [' \t\r\n[ 1 , 2 ]\n', [1, 2]],
@@ -276,7 +276,7 @@ describe('parseStrictJson: rejections', () => {
     const key = `evil\n${'k'.repeat(500)}`;
     const r = reject(`{${JSON.stringify(key)}:1,${JSON.stringify(key)}:2}`);
     expect(r.code).toBe('duplicate_key');
-    expect(r.message).not.toMatch(/[\u0000-\u001f]/);
+    expect([...r.message].every((c) => c >= ' ')).toBe(true);
     expect(r.message.length).toBeLessThan(120);
     const n = reject(`1${'0'.repeat(1000)}`);
     expect(n.message.length).toBeLessThan(120);

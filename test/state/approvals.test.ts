@@ -17,7 +17,13 @@ describeStores('approvals', (env) => {
   });
 
   const needsApproval = (s: ReqSpec = {}) =>
-    request({ outcome: 'require_approval', rule: 'Approve creates', service: 'mock-calendar', tool: 'create_event', ...s });
+    request({
+      outcome: 'require_approval',
+      rule: 'Approve creates',
+      service: 'mock-calendar',
+      tool: 'create_event',
+      ...s,
+    });
 
   async function pending(s: ReqSpec = {}): Promise<string> {
     const o = await store.decide(needsApproval(s), r);
@@ -27,7 +33,9 @@ describeStores('approvals', (env) => {
 
   it('§5.2: read passes, create waits for a human, approval lets exactly one identical call through', async () => {
     const user = uniq('jarvis');
-    expect((await store.decide(request({ user, service: 'mock-calendar', tool: 'list_events' }), r)).outcome).toBe('allow');
+    expect((await store.decide(request({ user, service: 'mock-calendar', tool: 'list_events' }), r)).outcome).toBe(
+      'allow',
+    );
 
     const args = { title: 'Approval Test Meeting', when: '2026-01-01T10:00:00Z' };
     const first = await store.decide(needsApproval({ user, args }), r);
@@ -41,7 +49,13 @@ describeStores('approvals', (env) => {
 
     const list = await store.listApprovals({ status: 'pending', userId: user });
     const rec = list.items.find((a) => a.id === first.approvalId);
-    expect(rec).toMatchObject({ status: 'pending', userId: user, service: 'mock-calendar', tool: 'create_event', rule: 'Approve creates' });
+    expect(rec).toMatchObject({
+      status: 'pending',
+      userId: user,
+      service: 'mock-calendar',
+      tool: 'create_event',
+      rule: 'Approve creates',
+    });
     expect(rec?.digest).toMatch(/^[0-9a-f]{64}$/);
 
     const approved = await store.approve(first.approvalId, admin, { reason: 'fine' });
@@ -114,7 +128,9 @@ describeStores('approvals', (env) => {
     const id2 = await pending({ ...spec, args: { n: 2 } });
     expect(await store.deny(id2, { id: 'alice-approver', role: 'approver' }, 'no')).toMatchObject({ status: 'denied' });
     const id3 = await pending({ user, args: { n: 3 } });
-    await expect(store.approve(id3, { id: 'alice-approver', role: 'approver' })).rejects.toMatchObject({ code: 'forbidden' });
+    await expect(store.approve(id3, { id: 'alice-approver', role: 'approver' })).rejects.toMatchObject({
+      code: 'forbidden',
+    });
     expect(await store.approve(id3, admin)).toMatchObject({ status: 'approved', override: false });
   });
 

@@ -115,7 +115,9 @@ describeStores('audit chain', (env) => {
       const url = await env.freshUrl();
       const key = randomBytes(32);
       const replicas = await Promise.all(
-        [0, 1, 2].map(() => env.open({ databaseUrl: url, auditKey: key, sealer: { intervalMs: 20, leaderRetryMs: 50 } })),
+        [0, 1, 2].map(() =>
+          env.open({ databaseUrl: url, auditKey: key, sealer: { intervalMs: 20, leaderRetryMs: 50 } }),
+        ),
       );
       await Promise.all(replicas.map((r, i) => decideN(r, 20, `replica-${i}`)));
       // Also force concurrent sealNow calls beside the leader.

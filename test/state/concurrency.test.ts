@@ -50,11 +50,15 @@ describeStores('concurrency', (env) => {
       await Promise.all(workers.map((w) => w.exited));
       const check = await env.open({ databaseUrl: url });
       expect(await count(check, `SELECT count(*) AS n FROM audit_log WHERE tool = 'hot'`)).toBe(200);
-      expect(await count(check, `SELECT count(*) AS n FROM audit_log WHERE tool = 'hot' AND outcome = 'allow'`)).toBe(50);
+      expect(await count(check, `SELECT count(*) AS n FROM audit_log WHERE tool = 'hot' AND outcome = 'allow'`)).toBe(
+        50,
+      );
       expect(await count(check, 'SELECT used AS n FROM budgets WHERE rule = $1', [bud])).toBe(50);
       expect(await count(check, 'SELECT cardinality(stamps) AS n FROM velocity WHERE rule = $1', [lim])).toBe(50);
     } else {
-      outcomes = (await Promise.all(Array.from({ length: 200 }, () => store.decide(request(spec), rs)))).map((o) => o.outcome);
+      outcomes = (await Promise.all(Array.from({ length: 200 }, () => store.decide(request(spec), rs)))).map(
+        (o) => o.outcome,
+      );
       expect(await count(store, `SELECT count(*) AS n FROM audit_log WHERE tool = 'hot'`)).toBe(200);
       expect(await count(store, 'SELECT used AS n FROM budgets WHERE rule = $1', [bud])).toBe(50);
     }
@@ -76,7 +80,9 @@ describeStores('concurrency', (env) => {
     const retries = await Promise.all(Array.from({ length: 20 }, () => store.decide(request(spec), rules())));
     expect(retries.filter((o) => o.outcome === 'allow').length).toBe(1);
     // The others see the approval consumed and share one new pending approval.
-    const next = new Set(retries.filter((o) => o.outcome === 'pending').map((o) => (o.outcome === 'pending' ? o.approvalId : '')));
+    const next = new Set(
+      retries.filter((o) => o.outcome === 'pending').map((o) => (o.outcome === 'pending' ? o.approvalId : '')),
+    );
     expect(retries.filter((o) => o.outcome === 'pending').length).toBe(19);
     expect(next.size).toBe(1);
     expect(next.has(id as string)).toBe(false);

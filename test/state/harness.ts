@@ -29,7 +29,11 @@ export interface StoreEnv {
 
 export const auditKey = randomBytes(32);
 
-export function describeStores(title: string, fn: (env: StoreEnv) => void, kinds: StoreKind[] = ['pglite', 'postgres']): void {
+export function describeStores(
+  title: string,
+  fn: (env: StoreEnv) => void,
+  kinds: StoreKind[] = ['pglite', 'postgres'],
+): void {
   for (const kind of kinds) {
     const body = (): void => {
       let server: PgServer | null = null;

@@ -43,7 +43,9 @@ export class WorkerProcess {
       const hit = this.lines.find(pred);
       if (hit !== undefined) return hit;
       if (this.proc.exitCode !== null || this.proc.signalCode !== null) {
-        throw new Error(`worker exited (${this.proc.exitCode ?? this.proc.signalCode}) without the expected line; stderr: ${this.stderr}`);
+        throw new Error(
+          `worker exited (${this.proc.exitCode ?? this.proc.signalCode}) without the expected line; stderr: ${this.stderr}`,
+        );
       }
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`worker did not print the expected line in time; stderr: ${this.stderr}`);
