@@ -4,8 +4,8 @@
 # mcpgw/authz/decision, compiled to Wasm and evaluated in-process by src/policy/layer1.ts.
 #
 # Two properties matter more than style here:
-#  - `decision` is exactly one object for every well-formed input: every value it is built from is a
-#    complete rule ending in an unconditional `else`, so it can be neither undefined nor in conflict;
+#  - `decision` is exactly one object for every input: each part of it is total (a comprehension,
+#    or a complete rule ending in an unconditional `else`), so it is never undefined or in conflict;
 #  - no builtin that runs in the host is used (no sprintf, no yaml.*): the capabilities file forbids
 #    them, so `opa test` (Go builtins) and the npm SDK (Wasm builtins) compute the same thing.
 #
@@ -129,7 +129,7 @@ prefix_verb := "get" if {
 	startswith(input.name, p)
 } else := null
 
-# Verb when the catalog of tools has no entry: resources and prompts read.
+# Verb when data.tools has no entry for the name: resources and prompts read.
 fallback_verb := "get" if {
 	resource_or_prompt
 } else := prefix_verb

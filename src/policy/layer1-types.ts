@@ -64,14 +64,7 @@ export interface CompiledSelector {
 }
 
 export type ClassifierOp =
-  | 'contains'
-  | 'not_contains'
-  | 'present'
-  | 'absent'
-  | 'greater_than'
-  | 'less_than'
-  | 'equals'
-  | 'matches';
+  'contains' | 'not_contains' | 'present' | 'absent' | 'greater_than' | 'less_than' | 'equals' | 'matches';
 
 export interface CompiledClassifier {
   field: string;
@@ -125,6 +118,7 @@ export const DECISION_CODES = [
   'service_suspended',
   'tool_disabled',
   'no_grant',
+  'evaluation_error', // the policy could not produce a well-formed decision: deny (fail closed)
 ] as const;
 
 export const layer1DecisionSchema = z
@@ -147,7 +141,10 @@ export const layer1DecisionSchema = z
         labels: z.array(z.string()),
       })
       .strict(),
-    approval: z.object({ approvers: z.array(z.string()), timeout: z.string().nullable() }).strict().nullable(),
+    approval: z
+      .object({ approvers: z.array(z.string()), timeout: z.string().nullable() })
+      .strict()
+      .nullable(),
     layer2: z
       .object({
         limits: z.array(z.string()),

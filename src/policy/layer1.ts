@@ -61,14 +61,11 @@ export class Layer1DataError extends Error {
 
 const NO_HINTS = { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false };
 
-/**
- * The deny returned when evaluation fails. The contract has no code of its own for it, and
- * `no_matching_rule` is the nearest: the policy produced no decision that allows the call.
- */
+/** The deny returned when evaluation fails: the policy produced no decision that allows the call. */
 export function failClosedDecision(why: string): Layer1Decision {
   return {
     outcome: 'deny',
-    code: 'no_matching_rule',
+    code: 'evaluation_error',
     rule: null,
     reasons: [`policy evaluation failed: ${why}`],
     classification: { verb: null, hints: { ...NO_HINTS }, labels: [] },

@@ -452,11 +452,11 @@ export class PgliteDatabase implements Database {
     const held = new Promise<void>((resolve) => {
       releaseQueue = resolve;
     });
-    await new Promise<void>((started) => {
-      void this.#enqueue(() => {
+    await new Promise<void>((started, failed) => {
+      this.#enqueue(() => {
         started();
         return held;
-      }, null);
+      }, null).catch(failed);
     });
     const q = <R extends Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> =>
       this.#q<R>(sql, params);

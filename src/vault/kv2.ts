@@ -11,6 +11,7 @@
  * cause carries it or a value. Plain http is accepted for loopback only unless allowed explicitly,
  * since the token would cross the network in clear.
  */
+import { ENV_NAME_PATTERN, SERVICE_NAME_PATTERN, TOOL_SEPARATOR } from '../policy/schema.js';
 import {
   SecretStoreError,
   mergeDeclared,
@@ -97,6 +98,7 @@ export class VaultSecretStore implements SecretStore {
   readonly kind = 'vault' as const;
   readonly address: string;
   readonly mount: string;
+  /** `<address>/v1/`: every API path is relative to it. */
   readonly #base: string;
   readonly #token: () => string | Promise<string>;
   readonly #namespace: string | undefined;
@@ -130,7 +132,7 @@ export class VaultSecretStore implements SecretStore {
     }
     this.address = url.origin + url.pathname.replace(/\/+$/, '');
     this.mount = mount;
-    this.#base = `${this.address}/v1/${mount}`;
+    this.#base = `${this.address}/v1/`;
     const token = opts.token;
     this.#token = typeof token === 'function' ? token : () => token;
     this.#namespace = opts.namespace === '' ? undefined : opts.namespace;
@@ -217,32 +219,13 @@ export class VaultSecretStore implements SecretStore {
     );
   }
 
-  async #read(service: string): Promise<KvRead> {
-    const what = `reading ${this.pathFor(service)}`;
-    const r = await this.#request('GET', `data/services/${service}`, what);
-    const body = r.body;
-    const inner = isObject(body) && isObject(body['data']) ? body['data'] : null;
-    const meta = inner && isObject(inner['metadata']) ? inner['metadata'] : null;
-    const version = meta && typeof meta['version'] === 'number' ? meta['version'] : 0;
-    if (r.status === 404) return { data: {}, version };
-    if (r.status !== 200 || !inner) throw this.#fail(what, r);
-    const fields = inner['data'];
-    const data: Record<string, string> = {};
-    if (isObject(fields)) {
-      for (const [k, v] of Object.entries(fields)) {
-        // Fields written by other tools may not be variables; they are not ours to inject.
-        if (typeof v === 'string' && /^[A-Z_][A-Z0-9_]{0,127}$/.test(k)) data[k] = v;
-      }
-    }
-    return { data, version };
-  }
-
   /** Every field, including ones this store would not inject, so a rewrite keeps them. */
   async #readRaw(service: string): Promise<{ fields: Record<string, Json>; version: number }> {
     const what = `reading ${this.pathFor(service)}`;
-    const r = await this.#request('GET', `data/services/${service}`, what);
+    const r = await this.#request('GET', `${this.mount}/data/services/${service}`, what);
     const inner = isObject(r.body) && isObject(r.body['data']) ? r.body['data'] : null;
     const meta = inner && isObject(inner['metadata']) ? inner['metadata'] : null;
+    // A soft-deleted latest version answers 404 with its metadata: check-and-set must name it.
     const version = meta && typeof meta['version'] === 'number' ? meta['version'] : 0;
     if (r.status === 404) return { fields: {}, version };
     if (r.status !== 200 || !inner) throw this.#fail(what, r);
@@ -250,10 +233,20 @@ export class VaultSecretStore implements SecretStore {
     return { fields, version };
   }
 
+  async #read(service: string): Promise<KvRead> {
+    const cur = await this.#readRaw(service);
+    const data: Record<string, string> = {};
+    for (const [k, v] of Object.entries(cur.fields)) {
+      // Fields written by other tools may not be variables; they are not ours to inject.
+      if (typeof v === 'string' && ENV_NAME_PATTERN.test(k)) data[k] = v;
+    }
+    return { data, version: cur.version };
+  }
+
   /** Writes with check-and-set; false when someone else wrote first. Returns the new version. */
   async #write(service: string, fields: Record<string, Json>, cas: number): Promise<number | false> {
     const what = `writing ${this.pathFor(service)}`;
-    const r = await this.#request('POST', `data/services/${service}`, what, { options: { cas }, data: fields });
+    const r = await this.#request('POST', `${this.mount}/data/services/${service}`, what, { options: { cas }, data: fields });
     if (r.status === 400 && /check-and-set/i.test(vaultErrors(r.body))) return false;
     if (r.status !== 200 && r.status !== 204) throw this.#fail(what, r);
     const inner = isObject(r.body) && isObject(r.body['data']) ? r.body['data'] : null;
@@ -262,15 +255,14 @@ export class VaultSecretStore implements SecretStore {
 
   async #destroyMetadata(service: string): Promise<void> {
     const what = `deleting ${this.mount}/metadata/services/${service}`;
-    const r = await this.#request('DELETE', `metadata/services/${service}`, what);
+    const r = await this.#request('DELETE', `${this.mount}/metadata/services/${service}`, what);
     if (r.status !== 204 && r.status !== 200 && r.status !== 404) throw this.#fail(what, r);
   }
 
   async #destroyVersions(service: string, versions: number[]): Promise<void> {
     if (versions.length === 0) return;
     const what = `destroying old versions of ${this.pathFor(service)}`;
-    const r = await this.#request('PUT', `destroy/services/${service}`, what, { versions });
-    if (r.status === 403) return; // unreachable: #request throws on 403
+    const r = await this.#request('PUT', `${this.mount}/destroy/services/${service}`, what, { versions });
     if (r.status !== 204 && r.status !== 200) throw this.#fail(what, r);
   }
 
@@ -294,12 +286,12 @@ export class VaultSecretStore implements SecretStore {
 
   async #services(): Promise<string[]> {
     const what = `listing ${this.mount}/metadata/services`;
-    const r = await this.#request('GET', 'metadata/services?list=true', what);
+    const r = await this.#request('GET', `${this.mount}/metadata/services?list=true`, what);
     if (r.status === 404) return [];
     const inner = isObject(r.body) && isObject(r.body['data']) ? r.body['data'] : null;
     if (r.status !== 200 || !inner || !Array.isArray(inner['keys'])) throw this.#fail(what, r);
     return inner['keys'].filter(
-      (k): k is string => typeof k === 'string' && /^[a-z][a-z0-9-]{0,30}$/.test(k) && !k.includes('__'),
+      (k): k is string => typeof k === 'string' && SERVICE_NAME_PATTERN.test(k) && !k.includes(TOOL_SEPARATOR),
     );
   }
 
@@ -348,11 +340,10 @@ export class VaultSecretStore implements SecretStore {
     return pick(cur.data, only);
   }
 
-  /** Token validity (lookup-self needs no extra policy) and that the mount answers. */
+  /** Tells a wrong token (lookup-self needs no policy) apart from a missing mount or permission. */
   async check(): Promise<void> {
-    const token = await this.#token();
-    const headers: Record<string, string> = { 'X-Vault-Token': typeof token === 'string' ? token : '' };
-    if (this.#namespace !== undefined) headers['X-Vault-Namespace'] = this.#namespace;
+    const self = await this.#request('GET', 'auth/token/lookup-self', 'looking up the token');
+    if (self.status !== 200) throw this.#fail('looking up the token', self);
     await this.#services();
   }
 
@@ -383,12 +374,16 @@ export class VaultSecretStore implements SecretStore {
     };
   }
 
-  /** Changes iff some service's current version changes; holds versions only, no values. */
+  /** Changes iff some service's current version changes: reads metadata only, never values. */
   async #fingerprint(): Promise<string> {
     const parts: string[] = [];
     for (const service of await this.#services()) {
-      const cur = await this.#readRaw(service);
-      parts.push(`${service}@${cur.version}`);
+      const what = `reading ${this.mount}/metadata/services/${service}`;
+      const r = await this.#request('GET', `${this.mount}/metadata/services/${service}`, what);
+      const inner = isObject(r.body) && isObject(r.body['data']) ? r.body['data'] : null;
+      const version = inner && typeof inner['current_version'] === 'number' ? inner['current_version'] : 0;
+      const updated = inner && typeof inner['updated_time'] === 'string' ? inner['updated_time'] : '';
+      parts.push(`${service}@${version}@${updated}`);
     }
     return parts.join(',');
   }

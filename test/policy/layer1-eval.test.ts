@@ -49,6 +49,7 @@ function input(patch: Partial<Layer1Input> = {}): Layer1Input {
 function expectFailClosed(d: Layer1Decision, why: RegExp): void {
   expect(layer1DecisionSchema.parse(d)).toEqual(d);
   expect(d.outcome).toBe('deny');
+  expect(d.code).toBe('evaluation_error');
   expect(d.rule).toBeNull();
   expect(d.approval).toBeNull();
   expect(d.layer2).toEqual(failClosedDecision('x').layer2);
@@ -155,7 +156,7 @@ describe('failing closed', () => {
   it('the fail-closed decision satisfies the contract', () => {
     const d = failClosedDecision('boom');
     expect(layer1DecisionSchema.parse(d)).toEqual(d);
-    expect(d).toMatchObject({ outcome: 'deny', code: 'no_matching_rule', reasons: ['policy evaluation failed: boom'] });
+    expect(d).toMatchObject({ outcome: 'deny', code: 'evaluation_error', reasons: ['policy evaluation failed: boom'] });
   });
 });
 
