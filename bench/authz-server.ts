@@ -39,6 +39,7 @@ if (mode === 'empty') {
       reasons: [],
       approvalId: null,
       policyRevision: null,
+      audited: false,
     },
   };
   check = () => Promise.resolve(allow);

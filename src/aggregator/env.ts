@@ -60,9 +60,11 @@ export function childEnv(
   }
   for (const [k, v] of Object.entries(config.env ?? {})) env[k] = v;
   for (const [k, v] of Object.entries(injected)) {
-    if (!ENV_NAME_PATTERN.test(k)) throw new BackendConfigError(`${service}: injected variable name ${JSON.stringify(k)} is invalid`);
+    if (!ENV_NAME_PATTERN.test(k))
+      throw new BackendConfigError(`${service}: injected variable name ${JSON.stringify(k)} is invalid`);
     if (config.secrets !== undefined && !config.secrets.includes(k)) continue;
-    if (typeof v !== 'string' || v.includes('\0')) throw new BackendConfigError(`${service}: injected variable ${k} is not a string`);
+    if (typeof v !== 'string' || v.includes('\0'))
+      throw new BackendConfigError(`${service}: injected variable ${k} is not a string`);
     env[k] = v;
   }
   return { ...env };

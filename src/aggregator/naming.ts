@@ -248,7 +248,9 @@ function rewriteBlocks(service: string, blocks: JsonValue): JsonValue {
 
 /** `tools/call` result: `content[]`. */
 export function rewriteToolResult(service: string, result: JsonObject): JsonObject {
-  return Object.hasOwn(result, 'content') ? { ...result, content: rewriteBlocks(service, result['content'] ?? null) } : result;
+  return Object.hasOwn(result, 'content')
+    ? { ...result, content: rewriteBlocks(service, result['content'] ?? null) }
+    : result;
 }
 
 /** `resources/read` result: `contents[].uri`. */

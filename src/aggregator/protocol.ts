@@ -124,7 +124,8 @@ function toJson(v: unknown, depth: number): JsonValue | undefined {
     for (const [k, item] of Object.entries(v)) {
       const j = toJson(item, depth + 1);
       // defineProperty, not assignment: a "__proto__" member must stay data (see strict-json.ts).
-      if (j !== undefined) Object.defineProperty(obj, k, { value: j, enumerable: true, writable: true, configurable: true });
+      if (j !== undefined)
+        Object.defineProperty(obj, k, { value: j, enumerable: true, writable: true, configurable: true });
     }
     return obj;
   }

@@ -40,7 +40,13 @@ export function readsArguments(data: ArgumentReaders, service: string, name: str
   return (cs?.length ?? 0) > 0 || (xs?.length ?? 0) > 0;
 }
 
-function decide(engine: Layer1View, viewer: Viewer, method: Layer1Method, service: string, name: string): Layer1Decision {
+function decide(
+  engine: Layer1View,
+  viewer: Viewer,
+  method: Layer1Method,
+  service: string,
+  name: string,
+): Layer1Decision {
   return engine.evaluate({
     user: { id: viewer.id, role: viewer.role },
     grants: viewer.grants,
@@ -61,7 +67,13 @@ export function toolVisible(engine: Layer1View, data: ArgumentReaders, viewer: V
   return visible(decide(engine, viewer, 'tools/call', service, tool), data, service, tool);
 }
 
-export function promptVisible(engine: Layer1View, data: ArgumentReaders, viewer: Viewer, service: string, prompt: string) {
+export function promptVisible(
+  engine: Layer1View,
+  data: ArgumentReaders,
+  viewer: Viewer,
+  service: string,
+  prompt: string,
+) {
   return visible(decide(engine, viewer, 'prompts/get', service, prompt), data, service, prompt);
 }
 

@@ -51,6 +51,13 @@ export interface CheckDeps {
   layer1(): Layer1Evaluator;
   /** Null when no state store is configured: then any call that needs Layer 2 is denied. */
   layer2: Layer2Decider | null;
+  /** Records a deny that Layer 2 did not decide (identity, body, routing, Layer 1 without a store). */
+  auditDenial?: (decisionId: string, facts: DecisionFacts) => Promise<void>;
+  /**
+   * Optional `approval.wait`: hold a pending call up to this long for a quick human decision, then
+   * decide again. Must stay below the ext_authz timeout.
+   */
+  approvalWait?: { ms: number; until(approvalId: string, ms: number): Promise<boolean> };
   /** Approval settings for a require_approval outcome (timeouts resolved to seconds). */
   approvalSettings(decision: Layer1Decision): ApprovalSettings;
   sessions: {
@@ -87,6 +94,8 @@ export interface DecisionFacts {
   reasons: string[];
   approvalId: string | null;
   policyRevision: string | null;
+  /** True once Layer 2 wrote this decision's audit row (in its own transaction). */
+  audited: boolean;
 }
 
 export type CheckResult =
@@ -146,20 +155,31 @@ export async function check(req: HttpRequestView, deps: CheckDeps): Promise<Chec
     reasons: [],
     approvalId: null,
     policyRevision: null,
+    audited: false,
   };
+  let result: CheckResult;
   try {
-    return await decide(req, deps, decisionId, facts);
+    result = await decide(req, deps, decisionId, facts);
   } catch (err) {
     // A bug or an unexpected failure is an outage, not an allow (fail closed).
     facts.code = 'internal_error';
     facts.reasons = [err instanceof Error ? err.message : String(err)];
-    return deny(
+    result = deny(
       decisionId,
       facts,
       GRPC_UNAVAILABLE,
       jsonRpcErrorAnswer(503, JSONRPC_INTERNAL_ERROR, 'Authorization failed; try again later'),
     );
   }
+  // Every deny is an audit row, durable before the answer leaves; Layer 2 already wrote its own.
+  if (result.kind === 'deny' && !facts.audited && deps.auditDenial) {
+    try {
+      await deps.auditDenial(decisionId, facts);
+    } catch {
+      // Already a deny; the store logs its own failure.
+    }
+  }
+  return result;
 }
 
 async function decide(
@@ -431,7 +451,7 @@ async function decide(
     }
     return allow(decisionId, facts, principal, req, deps);
   }
-  const outcome = await deps.layer2.decide({
+  const l2req = {
     decisionId,
     policyRevision: engine.revision,
     userId: principal.id,
@@ -442,7 +462,15 @@ async function decide(
     arguments: target.arguments,
     layer1: l1,
     approval: l1.outcome === 'require_approval' ? deps.approvalSettings(l1) : null,
-  });
+  };
+  let outcome = await deps.layer2.decide(l2req);
+  facts.audited = true;
+  if (outcome.outcome === 'pending' && deps.approvalWait && deps.approvalWait.ms > 0) {
+    // A decision within the wait turns into an answer now; the retry consumes the approval.
+    if (await deps.approvalWait.until(outcome.approvalId, deps.approvalWait.ms)) {
+      outcome = await deps.layer2.decide({ ...l2req, decisionId: `${decisionId}.retry` });
+    }
+  }
   facts.rule = outcome.rule;
   facts.reasons = outcome.reasons;
   if (outcome.outcome === 'allow') return allow(decisionId, facts, principal, req, deps);

@@ -16,8 +16,9 @@ import { approvalSettingsFor, compilePolicyText, type CompiledPolicy } from '../
 import type { PolicyDiagnostic } from '../policy/load.js';
 import { createLayer1Engine, type Layer1Engine } from '../policy/layer1.js';
 import { readPolicyText } from '../policy/load.js';
-import { check, type AuthResult, type CheckDeps, type CheckResult, type Layer2Decider } from './check.js';
+import { check, type AuthResult, type CheckDeps, type CheckResult, type DecisionFacts } from './check.js';
 import type { HttpRequestView } from './http-view.js';
+import type { Layer2Store } from '../state/index.js';
 
 /** The policy in force: engine and Layer 2 rules always from the same revision. */
 export interface ActivePolicy {
@@ -32,20 +33,31 @@ export type ApplyResult =
 /** Envoy's `with_request_body.max_request_bytes` in our config (envoy/envoy.yaml). */
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
 
+/** Below the 1 s ext_authz timeout, leaving room for the decision itself. */
+export const MAX_APPROVAL_WAIT_MS = 750;
+
 /** The text used when no policy file is given: no rules, so every tool call is denied. */
 export const EMPTY_POLICY = 'version: "1.0"\n';
 
 export class PolicyHolder {
   #active: ActivePolicy;
+  readonly #onSwap: (active: ActivePolicy) => void;
 
-  private constructor(active: ActivePolicy) {
+  private constructor(active: ActivePolicy, onSwap: (active: ActivePolicy) => void) {
     this.#active = active;
+    this.#onSwap = onSwap;
+    onSwap(active);
   }
 
-  static async create(text: string, file: string): Promise<{ holder: PolicyHolder } | { errors: PolicyDiagnostic[] }> {
+  /** `onSwap` runs before a new policy becomes visible (e.g. to register its Layer 2 rules). */
+  static async create(
+    text: string,
+    file: string,
+    onSwap: (active: ActivePolicy) => void = () => {},
+  ): Promise<{ holder: PolicyHolder } | { errors: PolicyDiagnostic[] }> {
     const built = await build(text, file);
     if (!built.ok) return { errors: built.errors };
-    return { holder: new PolicyHolder(built.active) };
+    return { holder: new PolicyHolder(built.active, onSwap) };
   }
 
   get active(): ActivePolicy {
@@ -56,6 +68,7 @@ export class PolicyHolder {
   async apply(text: string, file: string): Promise<ApplyResult> {
     const built = await build(text, file);
     if (!built.ok) return built;
+    this.#onSwap(built.active);
     this.#active = built.active;
     return { ok: true, revision: built.active.engine.revision, warnings: built.warnings };
   }
@@ -84,10 +97,12 @@ async function build(
 
 export interface AuthzRuntimeOptions {
   home: string;
-  identities: IdentityStore;
+  /** Defaults to the state store's identities; required without a store. */
+  identities?: IdentityStore;
+  /** Layer 2 (approvals, limits, flows…) and the audit log; null = stateless Layer 1 only. */
+  store?: Layer2Store | null;
   jwt?: JwtVerifierOptions;
   policyFile?: string;
-  layer2?: Layer2Decider | null;
   separator?: string;
   /** Envoy's max_request_bytes (the built-in front uses the same). */
   maxBodyBytes?: number;
@@ -124,9 +139,15 @@ export async function createAuthzRuntime(opts: AuthzRuntimeOptions): Promise<Aut
     });
   }
 
+  const store = opts.store ?? null;
+  const identities = opts.identities ?? store?.identity;
+  if (!identities) throw new Error('authz needs an identity store: a state store or an identities file');
+
   const initial = await loadPolicySource(opts.policyFile);
   if (!initial.ok) throw new PolicyLoadError(initial.errors);
-  const created = await PolicyHolder.create(initial.text, initial.file);
+  const created = await PolicyHolder.create(initial.text, initial.file, (active) =>
+    store?.setRules(active.engine.revision, active.compiled.layer2),
+  );
   if ('errors' in created) throw new PolicyLoadError(created.errors);
   const policy = created.holder;
 
@@ -149,7 +170,7 @@ export async function createAuthzRuntime(opts: AuthzRuntimeOptions): Promise<Aut
       };
     const token = m[1];
     if (looksLikeApiKey(token)) {
-      const r = await authenticateApiKey(opts.identities, token);
+      const r = await authenticateApiKey(identities, token);
       if (!r.ok) return { ok: false, status: 401, code: `api_key_${r.code}`, message: API_KEY_MESSAGES[r.code] };
       return { ok: true, principal: r.principal, via: 'api_key', keyKind: r.keyKind };
     }
@@ -171,7 +192,7 @@ export async function createAuthzRuntime(opts: AuthzRuntimeOptions): Promise<Aut
           }
         : { ok: false, status: 401, code: `jwt_${v.code}`, message: v.message };
     }
-    const principal = await opts.identities.findUser(v.userId);
+    const principal = await identities.findUser(v.userId);
     if (!principal)
       return {
         ok: false,
@@ -185,7 +206,36 @@ export async function createAuthzRuntime(opts: AuthzRuntimeOptions): Promise<Aut
   const deps: CheckDeps = {
     authenticate,
     layer1: () => policy.active.engine,
-    layer2: opts.layer2 ?? null,
+    layer2: store,
+    ...(store
+      ? {
+          auditDenial: async (decisionId: string, f: DecisionFacts) => {
+            await store.appendAudit({
+              decisionId,
+              userId: f.userId,
+              method: f.rpcMethod ?? `${f.httpMethod} ${f.route}`,
+              service: f.service,
+              tool: f.name,
+              outcome: 'deny',
+              rule: f.rule,
+              reasons: f.reasons,
+              policyRevision: f.policyRevision,
+              detail: { code: f.code },
+            });
+          },
+        }
+      : {}),
+    ...(store
+      ? {
+          approvalWait: {
+            // approval.wait must stay below Envoy's 1 s ext_authz timeout; longer waits are capped.
+            get ms() {
+              return Math.min(policy.active.compiled.approval.waitSeconds * 1000, MAX_APPROVAL_WAIT_MS);
+            },
+            until: async (id: string, ms: number) => (await store.waitForDecision(id, ms)).status === 'approved',
+          },
+        }
+      : {}),
     approvalSettings: (decision) => {
       const compiled = policy.active.compiled;
       const rule = compiled.data.rules.find((r) => r.name === decision.rule);

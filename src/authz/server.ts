@@ -132,6 +132,7 @@ function noHttpAttributes(code = 'no_http_attributes'): CheckResult {
       reasons: [],
       approvalId: null,
       policyRevision: null,
+      audited: false,
     },
   };
 }

@@ -43,6 +43,7 @@ program
   .option('--jwt-issuer <iss>', 'required JWT issuer')
   .option('--jwt-audience <aud>', 'required JWT audience')
   .option('--jwt-user-claim <claim>', 'claim holding the user id', 'sub')
+  .option('--no-state', 'run Layer 1 only, without the state store (no approvals, limits, flows or audit)')
   .option('--drain-seconds <n>', 'seconds NOT_SERVING before shutting down on SIGTERM', (v) => Number(v), 5)
   .addHelpText(
     'after',

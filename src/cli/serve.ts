@@ -4,6 +4,7 @@ import { startAuthzServer } from '../authz/server.js';
 import { mcpgwHome } from '../config/keys.js';
 import { IdentityFileError, loadIdentityFile, MemoryIdentityStore } from '../identity/store.js';
 import { createLogger } from '../log.js';
+import { openStore, type Layer2Store } from '../state/index.js';
 
 export interface ServeOptions {
   role: 'authz' | 'gateway' | 'all';
@@ -17,6 +18,8 @@ export interface ServeOptions {
   jwtAudience?: string;
   jwtUserClaim: string;
   drainSeconds: number;
+  /** commander's --no-state: run Layer 1 only, without the state store. */
+  state: boolean;
 }
 
 export async function serveCommand(o: ServeOptions): Promise<void> {
@@ -31,8 +34,11 @@ export async function serveCommand(o: ServeOptions): Promise<void> {
     process.exit(2);
   }
   let identities;
+  let store: Layer2Store | null = null;
   try {
-    identities = o.identities ? await loadIdentityFile(o.identities) : new MemoryIdentityStore();
+    identities = o.identities ? await loadIdentityFile(o.identities) : undefined;
+    if (o.state) store = await openStore({ logger });
+    else identities ??= new MemoryIdentityStore();
   } catch (err) {
     process.stderr.write(
       `mcpgw serve: ${err instanceof IdentityFileError || err instanceof Error ? err.message : String(err)}\n`,
@@ -43,7 +49,8 @@ export async function serveCommand(o: ServeOptions): Promise<void> {
   try {
     runtime = await createAuthzRuntime({
       home: mcpgwHome(),
-      identities,
+      ...(identities ? { identities } : {}),
+      store,
       logger,
       ...(o.policy ? { policyFile: o.policy } : {}),
       ...(jwksSource && o.jwtIssuer && o.jwtAudience
@@ -76,10 +83,13 @@ export async function serveCommand(o: ServeOptions): Promise<void> {
   });
   const stop = (signal: string) => {
     logger.info({ signal }, 'shutting down');
-    void server.drain().then(() => {
-      logger.flush();
-      process.exit(0);
-    });
+    void server
+      .drain()
+      .then(() => store?.close())
+      .then(() => {
+        logger.flush();
+        process.exit(0);
+      });
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));

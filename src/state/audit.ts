@@ -11,7 +11,8 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { asBuffer, asNumber, asNullableString, asString, type Database, type Queryable, type Session } from './db.js';
-import { canonicalize } from './jcs.js';
+import type { JsonValue } from '../authz/strict-json.js';
+import { canonicalize } from '../util/jcs.js';
 
 export const ZERO_HASH: Buffer = Buffer.alloc(32);
 
@@ -52,11 +53,12 @@ export function canonicalAuditRow(r: AuditRow): string {
     tool: asNullableString(r.tool),
     outcome: asString(r.outcome),
     rule: asNullableString(r.rule),
-    reasons: r.reasons ?? [],
+    // jsonb columns: parsed JSON by construction.
+    reasons: (r.reasons ?? []) as JsonValue,
     policy_revision: asNullableString(r.policy_revision),
     digest: asNullableString(r.digest),
     approval_id: asNullableString(r.approval_id),
-    detail: r.detail ?? null,
+    detail: (r.detail ?? null) as JsonValue,
   });
 }
 

@@ -9,7 +9,8 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { Layer2Outcome, Layer2Request, Layer2Rules, Scope } from '../policy/layer2-types.js';
-import { argumentsDigest, canonicalize } from './jcs.js';
+import type { JsonValue } from '../authz/strict-json.js';
+import { argumentsDigest, canonicalize } from '../util/jcs.js';
 import { newApprovalId } from './ids.js';
 
 export interface DecideConfig {
@@ -63,7 +64,9 @@ export function dutyEntity(fields: readonly string[], args: Record<string, unkno
     if (!Object.hasOwn(args, f) || args[f] === undefined || args[f] === null) return null;
     values.push(args[f]);
   }
-  return createHash('sha256').update(canonicalize(values), 'utf8').digest('hex');
+  return createHash('sha256')
+    .update(canonicalize(values as JsonValue[]), 'utf8')
+    .digest('hex');
 }
 
 const lockKey = (...parts: string[]): string => JSON.stringify(parts);
@@ -80,7 +83,8 @@ export function buildDecideInput(req: Layer2Request, rules: Layer2Rules, cfg: De
 
   let digest: string | null = null;
   try {
-    digest = argumentsDigest(req.arguments);
+    // Arguments come from the strict JSON parser; canonicalize throws on anything JSON cannot hold.
+    digest = argumentsDigest(req.arguments as JsonValue);
   } catch (err) {
     errors.push({ rule: 'arguments', reason: `arguments cannot be canonicalized: ${(err as Error).message}` });
   }

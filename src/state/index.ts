@@ -25,4 +25,3 @@ export type { IdentityCacheOptions } from './identity.js';
 export { DatabaseLockedError, StateTimeoutError } from './db.js';
 export type { Database, Queryable, DbKind } from './db.js';
 export { migrate, loadMigrations, MigrationError } from './migrate.js';
-export { argumentsDigest, canonicalize } from './jcs.js';

@@ -51,6 +51,8 @@ function jsonForms(value: string): [string, string][] {
     ['json ascii upper-hex', nonAscii(std, true)],
     ['json ascii escaped-slash (php)', slash(ascii)],
     ['json html-safe (go)', goStyle],
+    // JSON text carried in a JSON string inside the text (a logged request body, say).
+    ['json twice', JSON.stringify(std).slice(1, -1)],
   ];
 }
 

@@ -44,7 +44,12 @@ export interface VaultOptions {
 
 const MOUNT = /^[A-Za-z0-9][A-Za-z0-9_.-]*(\/[A-Za-z0-9][A-Za-z0-9_.-]*)*$/;
 const NAMESPACE = /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*\/?$/;
-const MAX_CAS_ATTEMPTS = 5;
+const MAX_CAS_ATTEMPTS = 10;
+
+/** Randomised and growing, so writers that collided do not collide again in lockstep. */
+function backoff(attempt: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, Math.random() * 20 * (attempt + 1)));
+}
 const NETWORK_CODES = new Set([
   'ECONNREFUSED',
   'ECONNRESET',
@@ -162,7 +167,7 @@ export class VaultSecretStore implements SecretStore {
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     let res: Response;
     try {
-      res = await this.#fetch(`${this.#base}/${path}`, {
+      res = await this.#fetch(`${this.#base}${path}`, {
         method,
         headers,
         body: body === undefined ? undefined : JSON.stringify(body),
@@ -274,6 +279,7 @@ export class VaultSecretStore implements SecretStore {
       if (cur.fields[name] === value) return;
       const written = await this.#write(service, { ...cur.fields, [name]: value }, cur.version);
       if (written !== false) return;
+      await backoff(attempt);
     }
     throw new SecretStoreError('conflict', `${this.pathFor(service)} kept changing while writing ${name}; try again`);
   }
@@ -317,7 +323,10 @@ export class VaultSecretStore implements SecretStore {
         return true;
       }
       const written = await this.#write(service, rest, cur.version);
-      if (written === false) continue;
+      if (written === false) {
+        await backoff(attempt);
+        continue;
+      }
       const old: number[] = [];
       for (let v = 1; v < written; v++) old.push(v);
       try {

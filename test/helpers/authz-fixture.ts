@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
 import { createAuthzRuntime, type AuthzRuntime } from '../../src/authz/runtime.js';
-import type { Layer2Decider } from '../../src/authz/check.js';
+import type { Layer2Store } from '../../src/state/index.js';
 import { generateApiKey, hashApiKey } from '../../src/identity/api-keys.js';
 import { mintServerRequestId, mintSessionId } from '../../src/identity/session.js';
 import { MemoryIdentityStore, keyKindForRole, type Principal } from '../../src/identity/store.js';
@@ -38,7 +38,7 @@ export interface AuthzFixture {
 
 export async function createAuthzFixture(opts: {
   policyFile: string;
-  layer2?: Layer2Decider | null;
+  store?: Layer2Store | null;
 }): Promise<AuthzFixture> {
   const home = await mkdtemp(join(tmpdir(), 'mcpgw-authz-'));
   const store = new MemoryIdentityStore();
@@ -60,7 +60,7 @@ export async function createAuthzFixture(opts: {
     home,
     identities: store,
     policyFile: opts.policyFile,
-    layer2: opts.layer2 ?? null,
+    store: opts.store ?? null,
     jwt: { jwks: { file: jwksFile }, issuer: JWT_ISSUER, audience: JWT_AUDIENCE },
     logger: createLogger({ destination: pino.destination({ dest: '/dev/null', sync: true }) }),
   });
