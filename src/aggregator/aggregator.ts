@@ -3,23 +3,20 @@
  * `services:`. It takes messages already authenticated and strictly parsed by the HTTP shell
  * (src/gateway/) and answers them; no socket in here.
  *
- * Backends are attached to sessions in one of three ways:
+ * Backends are attached to sessions in one of three ways (the `scope` in logs):
  *  - `shared`: one stdio child for all users (the default). Server→client requests are refused
  *    (nobody to send them to), and notifications that are not list changes are dropped, because
  *    they could carry one user's data to another;
- *  - `user`: stdio with `isolation: per-user`, one child per user, shared by that user's sessions;
+ *  - `user`: stdio with `isolation: per-user`, one child per user, shared by that user's sessions.
+ *    It is told the client capabilities of the session that started it, and its requests go to
+ *    the session waiting on it (else the most recently active one);
  *  - `session`: HTTP and SSE backends, one backend session per agent session, so requests,
  *    notifications and subscriptions map one to one.
  */
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import {
-  ClientCapabilitiesSchema,
-  McpError,
-  type ClientCapabilities,
-  type Progress,
-} from '@modelcontextprotocol/sdk/types.js';
+import { ClientCapabilitiesSchema, McpError, type ClientCapabilities } from '@modelcontextprotocol/sdk/types.js';
 import type { JsonRpcNotification, JsonRpcRequest, JsonRpcResponse } from '../authz/jsonrpc.js';
 import type { Principal } from '../identity/store.js';
 import { mintServerRequestId, mintSessionId } from '../identity/session.js';
@@ -35,6 +32,7 @@ import {
   type BackendEvents,
   type BackoffOptions,
   type BackendTimeouts,
+  type ProgressUpdate,
 } from './backend.js';
 import { ChildProcessTransport } from './child-transport.js';
 import { childEnv, defaultHeadersFor, noSecrets, resolveCommand, type EnvFor, type HeadersFor } from './env.js';
@@ -58,6 +56,7 @@ import {
   rewriteReadResult,
   rewriteToolResult,
   splitWireName,
+  wireName,
   type NamingOptions,
   type RefusedName,
 } from './naming.js';
@@ -116,6 +115,11 @@ export interface AggregatorOptions {
   redact?: (v: JsonValue) => JsonValue;
   /** Working directory of stdio children. Default: the gateway's. */
   cwd?: string;
+  /**
+   * How long initialize waits for backends that are still starting; those not up by then are left
+   * out of the merged capabilities and join the session when they are. Default 5 s.
+   */
+  initializeWaitMs?: number;
 }
 
 type AttachmentKind = 'shared' | 'user' | 'session';
@@ -194,13 +198,18 @@ export class Aggregator {
     return s && !s.closed ? s : undefined;
   }
 
-  stats(): { sessions: number; backends: { service: string; scope: string; state: string }[] } {
+  /** For /admin/v1/status: sessions, and every backend with its state and last failure. */
+  stats(): {
+    sessions: number;
+    backends: { service: string; scope: string; state: string; lastError?: string }[];
+  } {
     return {
       sessions: this.#sessions.size,
       backends: [...this.#attachments.values()].map((a) => ({
         service: a.service,
         scope: a.backend.scope,
         state: a.backend.state,
+        ...(a.backend.lastError !== '' ? { lastError: a.backend.lastError } : {}),
       })),
     };
   }
@@ -224,7 +233,7 @@ export class Aggregator {
     if (problems.length > 0) this.#log.error({ problems }, 'policy services do not fit the gateway naming');
     for (const att of [...this.#attachments.values()]) {
       const cfg = Object.hasOwn(p.services, att.service) ? p.services[att.service] : undefined;
-      if (!cfg || !cfg.enabled || canonicalJson(cfg) !== att.configJson) this.#drop(att);
+      if (!cfg || !cfg.enabled || canonicalJson(cfg) !== att.configJson) void this.#drop(att);
     }
     this.#loggedRefusals.clear();
     this.#log.info({ revision: p.revision }, 'policy changed: list_changed sent to every session');
@@ -284,7 +293,14 @@ export class Aggregator {
 
     const services = this.#servicesFor(policy, principal);
     const backends = services.map((service) => ({ service, backend: this.#attach(session, service, policy) }));
-    await Promise.all(backends.map((b) => b.backend?.ready().catch(() => undefined)));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all(backends.map((b) => b.backend?.ready().catch(() => undefined))),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, this.#o.initializeWaitMs ?? 5000);
+      }),
+    ]);
+    clearTimeout(timer);
     const ready = backends.filter((b) => b.backend?.state === 'ready');
     const caps = ready.map((b) => toPlain(b.backend?.serverCapabilities));
     const instructions = mergeInstructions(ready.map((b) => ({ service: b.service, text: b.backend?.instructions })));
@@ -768,6 +784,8 @@ export class Aggregator {
     if (typeof wire !== 'string') throw new GatewayError(JSONRPC_INVALID_PARAMS, `params.${field} must be a string`);
     const split = splitWireName(wire, this.#naming, this.#soleService(policy));
     if (!split || !Object.hasOwn(policy.services, split.service)) throw unknown(kind, params);
+    // What the lists refuse to publish cannot be called by its name either.
+    if (!wireName(split.service, split.name, kind, this.#naming).ok) throw unknown(kind, params);
     if (!this.#attach(session, split.service, policy)) throw unknown(kind, params);
     return split;
   }
@@ -800,7 +818,7 @@ export class Aggregator {
     const onprogress =
       token === undefined
         ? undefined
-        : (p: Progress) => {
+        : (p: ProgressUpdate) => {
             const out: JsonObject = { progressToken: token, progress: p.progress };
             if (typeof p.total === 'number') out['total'] = p.total;
             if (typeof p.message === 'string') out['message'] = p.message;

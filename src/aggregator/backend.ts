@@ -90,9 +90,16 @@ export interface BackendOptions {
 
 export type BackendState = 'idle' | 'connecting' | 'ready' | 'backoff' | 'closed';
 
+/** A progress notification's payload, already redacted. */
+export interface ProgressUpdate {
+  progress: number;
+  total?: number;
+  message?: string;
+}
+
 export interface CallOptions {
   signal?: AbortSignal;
-  onprogress?: (p: Progress) => void;
+  onprogress?: (p: ProgressUpdate) => void;
   timeoutMs?: number;
 }
 
@@ -134,7 +141,10 @@ export class Backend {
   }
 
   get instructions(): string | undefined {
-    return this.#client?.getInstructions();
+    const text = this.#client?.getInstructions();
+    if (text === undefined || !this.#o.redact) return text;
+    const clean = this.#o.redact(text);
+    return typeof clean === 'string' ? clean : undefined;
   }
 
   get lastError(): string {

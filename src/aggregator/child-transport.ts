@@ -36,6 +36,8 @@ export class ChildProcessTransport implements Transport {
   #exited: Promise<ChildExit> | null = null;
   #closed = false;
   #exit: ChildExit | null = null;
+  /** Messages are handed on one microtask apart; see #dispatch. */
+  #delivery: Promise<void> = Promise.resolve();
   readonly #buffer = new ReadBuffer();
   readonly #opts: ChildTransportOptions;
 
@@ -67,7 +69,8 @@ export class ChildProcessTransport implements Transport {
         child.once('close', (code, signal) => {
           this.#exit = { code, signal };
           resolveExit(this.#exit);
-          this.#finish();
+          // After the messages already read, so a last response is not reported as a lost connection.
+          void this.#delivery.then(() => this.#finish());
         });
       });
       child.once('error', (err) => {
@@ -122,8 +125,24 @@ export class ChildProcessTransport implements Transport {
         continue;
       }
       if (msg === null) return;
-      this.onmessage?.(msg);
+      this.#dispatch(msg);
     }
+  }
+
+  /**
+   * The SDK's Protocol runs notification handlers (progress among them) a microtask late but
+   * settles responses at once, so a progress notification and the response read from the same
+   * chunk would lose the progress: its handler is gone by the time it runs. Handing each message on
+   * in its own microtask, in order, lets the handler scheduled for one run before the next arrives.
+   */
+  #dispatch(msg: JSONRPCMessage): void {
+    this.#delivery = this.#delivery.then(() => {
+      try {
+        this.onmessage?.(msg);
+      } catch (err) {
+        this.onerror?.(err instanceof Error ? err : new Error(String(err)));
+      }
+    });
   }
 
   #finish(): void {

@@ -6,7 +6,7 @@
  */
 import { constants } from 'node:fs';
 import { access, realpath } from 'node:fs/promises';
-import { delimiter, isAbsolute, join, resolve } from 'node:path';
+import { basename, delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ENV_NAME_PATTERN, type ServiceConfig } from '../policy/schema.js';
 
@@ -95,8 +95,18 @@ export function defaultHeadersFor(envFor: EnvFor): HeadersFor {
   return async (service, config, ctx) => substituteHeaders(service, config.headers, await envFor(service, ctx));
 }
 
-/** `src/aggregator/` and `dist/aggregator/` are both two levels below the package root. */
-const PACKAGE_BIN = fileURLToPath(new URL('../../node_modules/.bin/', import.meta.url));
+/**
+ * Where the package's own dependencies put their executables: under the package root
+ * (`src/aggregator/` and `dist/aggregator/` are two levels below it), or one level up when npm
+ * hoisted them because mcpgw is itself installed as a dependency.
+ */
+function packageBinDirs(): string[] {
+  const root = fileURLToPath(new URL('../../', import.meta.url)).replace(/\/$/, '');
+  const dirs = [join(root, 'node_modules', '.bin')];
+  if (basename(dirname(root)) === 'node_modules') dirs.push(join(dirname(root), '.bin'));
+  return dirs;
+}
+const PACKAGE_BIN_DIRS = packageBinDirs();
 
 export interface ResolvedCommand {
   file: string;
@@ -131,7 +141,7 @@ export async function resolveCommand(
     if (await executable(p)) found = p;
     else if (/\.[cm]?js$/.test(p)) found = p;
   } else {
-    const dirs = [PACKAGE_BIN, ...(env['PATH'] ?? '').split(delimiter).filter((d) => d !== '')];
+    const dirs = [...PACKAGE_BIN_DIRS, ...(env['PATH'] ?? '').split(delimiter).filter((d) => d !== '')];
     for (const dir of dirs) {
       const p = join(dir, command);
       if (await executable(p)) {

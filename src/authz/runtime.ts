@@ -14,6 +14,7 @@ import { authenticateApiKey, type ApiKeyAuthError, type IdentityStore } from '..
 import type { Logger } from '../log.js';
 import { approvalSettingsFor, compilePolicyText, type CompiledPolicy } from '../policy/compile.js';
 import type { PolicyDiagnostic } from '../policy/load.js';
+import type { PolicyFile } from '../policy/schema.js';
 import { createLayer1Engine, type Layer1Engine } from '../policy/layer1.js';
 import { readPolicyText } from '../policy/load.js';
 import { check, type AuthResult, type CheckDeps, type CheckResult, type DecisionFacts } from './check.js';
@@ -24,6 +25,8 @@ import type { Layer2Store } from '../state/index.js';
 export interface ActivePolicy {
   readonly engine: Layer1Engine;
   readonly compiled: CompiledPolicy;
+  /** The validated file as written (the gateway reads `services:` from it). */
+  readonly policy: PolicyFile;
   readonly source: string;
 }
 
@@ -84,7 +87,11 @@ async function build(
   if (!result.ok) return result;
   try {
     const engine = await createLayer1Engine(result.compiled.data);
-    return { ok: true, active: { engine, compiled: result.compiled, source: file }, warnings: result.warnings };
+    return {
+      ok: true,
+      active: { engine, compiled: result.compiled, policy: result.policy, source: file },
+      warnings: result.warnings,
+    };
   } catch (err) {
     return {
       ok: false,

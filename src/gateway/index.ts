@@ -9,5 +9,5 @@ export {
   type GatewayServer,
 } from './server.js';
 export { accepts, checkProtocolVersionHeader, originAllowed } from './checks.js';
-export { ReplayGuard, verifyCaller, type TrustedCaller, type TrustResult } from './trust.js';
+export { keyRefresher, ReplayGuard, verifyCaller, type TrustedCaller, type TrustResult } from './trust.js';
 export { gatewayPolicyFrom, type GatewayPolicy, type PolicySourceLike } from '../aggregator/index.js';

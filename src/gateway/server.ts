@@ -9,6 +9,7 @@
  * (ours are minted with the session key and bound to the user). What is left of Streamable HTTP
  * (JSON or SSE answers, the GET stream, DELETE) is small and lives in sse.ts.
  */
+import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import {
@@ -35,7 +36,7 @@ import { verifySessionId } from '../identity/session.js';
 import type { Logger } from '../log.js';
 import { accepts, checkProtocolVersionHeader, originAllowed } from './checks.js';
 import { PostResponder, StreamSink, writeJson } from './sse.js';
-import { ReplayGuard, verifyCaller, type TrustedCaller } from './trust.js';
+import { keyRefresher, ReplayGuard, verifyCaller, type TrustedCaller } from './trust.js';
 
 /**
  * Serves `/admin/v1` and everything under it, after the gateway checked the internal token. The
@@ -49,8 +50,11 @@ export interface GatewayKeys {
   sessionKey: Uint8Array;
   /** Key of `x-mcpgw-request-mac` (shared with authz). */
   requestMacKey: Uint8Array;
-  /** Public keys of the internal JWT; also published at /.well-known/jwks.json. */
-  keyRing: PublicKeySource;
+  /**
+   * Public keys of the internal JWT; also published at /.well-known/jwks.json. A ring with
+   * `reload()` (FileKeyRing) is re-read when a token names an unknown key (authz rotated it).
+   */
+  keyRing: PublicKeySource & { reload?: () => Promise<void> };
 }
 
 export interface GatewayOptions {
@@ -102,6 +106,17 @@ export interface GatewayServer {
 
 const DEFAULT_MAX_BODY = 1024 * 1024;
 
+/** `src/gateway/` and `dist/gateway/` are both two levels below the package root. */
+function packageVersion(): string {
+  try {
+    const pkg: unknown = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
+    const v = typeof pkg === 'object' && pkg !== null ? (pkg as { version?: unknown }).version : undefined;
+    return typeof v === 'string' ? v : '0.0.0';
+  } catch {
+    return '0.0.0';
+  }
+}
+
 export async function startGateway(opts: GatewayOptions): Promise<GatewayServer> {
   const log = opts.logger;
   const aggOpts: AggregatorOptions = {
@@ -114,7 +129,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayServer>
     ...(opts.headersFor ? { headersFor: opts.headersFor } : {}),
     ...(opts.timeouts ? { timeouts: opts.timeouts } : {}),
     ...(opts.backoff ? { backoff: opts.backoff } : {}),
-    ...(opts.serverInfo ? { serverInfo: opts.serverInfo } : {}),
+    serverInfo: opts.serverInfo ?? { name: 'mcpgw', version: packageVersion() },
     ...(opts.redact ? { redact: opts.redact } : {}),
     ...(opts.clientRequestTimeoutMs !== undefined ? { clientRequestTimeoutMs: opts.clientRequestTimeoutMs } : {}),
     ...(opts.sessionIdleMs !== undefined ? { sessionIdleMs: opts.sessionIdleMs } : {}),
@@ -123,7 +138,14 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayServer>
   };
   const aggregator = new Aggregator(aggOpts);
   const replay = new ReplayGuard();
-  const trust = { keys: opts.keys.keyRing, requestMacKey: opts.keys.requestMacKey, replay };
+  const ring = opts.keys.keyRing;
+  const reload = ring.reload?.bind(ring);
+  const trust = {
+    keys: ring,
+    requestMacKey: opts.keys.requestMacKey,
+    replay,
+    ...(reload ? { refreshKeys: keyRefresher({ reload }) } : {}),
+  };
   const maxBody = opts.maxBodyBytes ?? DEFAULT_MAX_BODY;
   const keepaliveMs = opts.keepaliveMs ?? 25_000;
   let admin: AdminHandler | null = opts.admin ?? null;
@@ -269,16 +291,17 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayServer>
       const keys = await opts.keys.keyRing.verificationKeys();
       return writeJson(res, 200, { keys: keys.map((k) => ({ ...k.jwk })) }, { 'cache-control': 'public, max-age=60' });
     }
-    if (path === '/admin/v1' || path.startsWith('/admin/v1/')) {
+    const isAdmin = path === '/admin/v1' || path.startsWith('/admin/v1/');
+    if (!isAdmin && path !== '/mcp') return fail(res, 404, JSONRPC_INVALID_REQUEST, 'Not found');
+    // Both take credentials a web page could ride on (DNS rebinding), so both check Origin.
+    if (!originAllowed(header(req, 'origin'), opts.allowedOrigins ?? [], opts.allowLoopbackOrigins ?? true)) {
+      return fail(res, 403, JSONRPC_POLICY_ERROR, 'Origin not allowed');
+    }
+    if (isAdmin) {
       const caller = await authenticate(req, res, new Uint8Array(0));
       if (!caller) return;
       if (!admin) return fail(res, 404, JSONRPC_INVALID_REQUEST, 'The admin API is not enabled on this gateway');
       return admin(req, res, caller);
-    }
-    if (path !== '/mcp') return fail(res, 404, JSONRPC_INVALID_REQUEST, 'Not found');
-    const origin = header(req, 'origin');
-    if (!originAllowed(origin, opts.allowedOrigins ?? [], opts.allowLoopbackOrigins ?? true)) {
-      return fail(res, 403, JSONRPC_POLICY_ERROR, 'Origin not allowed');
     }
     if (method === 'POST') return post(req, res);
     if (method === 'GET') return get(req, res);

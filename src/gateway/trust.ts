@@ -23,6 +23,11 @@ export interface TrustDeps {
   keys: PublicKeySource;
   requestMacKey: Uint8Array;
   replay: ReplayGuard;
+  /**
+   * Re-reads the key ring; true when it did. Called when a token names a key we do not know, which
+   * is how a gateway in another process learns that authz rotated the shared ring.
+   */
+  refreshKeys?: () => Promise<boolean>;
   now?: () => number;
 }
 
@@ -53,7 +58,10 @@ export async function verifyCaller(
   if (!verifyRequestMac(deps.requestMacKey, decisionId, body, mac)) {
     return { ok: false, code: 'bad_request_mac', message: 'Request MAC does not match this body' };
   }
-  const v = await verifyInternalJwt(deps.keys, m[1], deps.now ? { now: deps.now } : {});
+  const token = m[1];
+  const verify = () => verifyInternalJwt(deps.keys, token, deps.now ? { now: deps.now } : {});
+  let v = await verify();
+  if (!v.ok && v.code === 'unknown_key' && deps.refreshKeys && (await deps.refreshKeys())) v = await verify();
   if (!v.ok) return { ok: false, code: `internal_token_${v.code}`, message: 'Invalid internal token' };
   const claimed = single(headers['x-mcpgw-user']);
   if (claimed !== undefined && claimed !== v.sub) {
@@ -63,6 +71,34 @@ export async function verifyCaller(
     return { ok: false, code: 'replayed', message: 'This authorization was already used' };
   }
   return { ok: true, caller: { userId: v.sub, role: v.role, decisionId, exp: v.exp } };
+}
+
+/**
+ * A `refreshKeys` for a ring that can re-read its storage (FileKeyRing), at most once per
+ * `minIntervalMs`, so tokens from an unknown key cannot make the gateway read the file per request.
+ */
+export function keyRefresher(
+  ring: { reload(): Promise<void> },
+  minIntervalMs = 5000,
+  now: () => number = Date.now,
+): () => Promise<boolean> {
+  let last = -Infinity;
+  let running: Promise<boolean> | null = null;
+  return () => {
+    if (running) return running;
+    if (now() - last < minIntervalMs) return Promise.resolve(false);
+    last = now();
+    running = ring
+      .reload()
+      .then(
+        () => true,
+        () => false,
+      )
+      .finally(() => {
+        running = null;
+      });
+    return running;
+  };
 }
 
 /**

@@ -12,6 +12,17 @@
  * - Per state, the longest pattern ending there (own or via the failure chain). For redacting the
  *   union of overlapping matches that is all we need: every shorter match ending at the same
  *   position lies inside the longest one.
+ *
+ * Touching every character costs a few nanoseconds in JavaScript whatever the automaton does, and
+ * nearly all text holds no secret. So `find` and `test` put a skip filter in front of the
+ * automaton (the shift table of Wu and Manber, over 3-character blocks of the patterns' first `m`
+ * characters, `m` the shortest pattern length): at a window ending at `pos`, the last block's
+ * shift says how far the window can move without passing the end of the first `m` characters of
+ * any possible occurrence. Only a shift of 0 (a block that ends some pattern's first `m`
+ * characters) runs the automaton, from `pos - m` and fresh, until it has passed `pos` and no
+ * longer sits deep inside a pattern; then skipping resumes where a match could still start. The
+ * reports are exactly those of `scan` over the whole text (a property test holds both to a naive
+ * search); the automaton remains the only matcher.
  */
 
 export type MatchSink = (end: number, length: number, pattern: number) => void;
@@ -22,6 +33,18 @@ export interface AhoCorasickOptions {
 }
 
 const ROOT = 0;
+/** Block length of the skip filter. */
+const BLOCK = 3;
+/** Entries of the shift table (hashed blocks; a collision only lowers a shift, never skips a match). */
+const SHIFT_BITS = 16;
+/** Below this shortest-pattern length the filter cannot skip far enough to pay for itself. */
+const MIN_SKIP_PATTERN = BLOCK + 3;
+/** Once past the window, the automaton hands back to the filter at this depth or less. */
+const HANDBACK_DEPTH = 2;
+
+function blockHash(k1: number, k2: number, k3: number): number {
+  return (Math.imul(k1, 0x9e3779b1) ^ Math.imul(k2, 0x85ebca6b) ^ Math.imul(k3, 0xc2b2ae35)) >>> (32 - SHIFT_BITS);
+}
 
 export class AhoCorasick {
   readonly patternCount: number;
@@ -40,6 +63,10 @@ export class AhoCorasick {
   readonly #childTarget: Int32Array;
   readonly #outLen: Int32Array;
   readonly #outPat: Int32Array;
+  readonly #depth: Int32Array;
+  /** The skip filter; `#skipMin` 0 = disabled (patterns too short). */
+  readonly #skipMin: number;
+  readonly #shift: Uint8Array;
 
   /** Patterns must be non-empty and distinct; a pattern's index is what `scan` reports. */
   constructor(patterns: readonly string[], opts: AhoCorasickOptions = {}) {
@@ -163,7 +190,31 @@ export class AhoCorasick {
       }
     }
 
+    const depthOf = new Int32Array(n);
+    for (let s = 0; s < n; s++) depthOf[s] = depth[order[s] as number] as number;
+
+    // Shift table over the first m characters of every pattern: for a block ending at offset j of
+    // some pattern (BLOCK <= j <= m), the window may move at most m - j.
+    const m = patterns.length === 0 ? 0 : minLength;
+    const skipMin = m >= MIN_SKIP_PATTERN ? m : 0;
+    const shift = new Uint8Array(skipMin === 0 ? 0 : 1 << SHIFT_BITS).fill(Math.min(255, skipMin - BLOCK + 1));
+    if (skipMin !== 0) {
+      for (const p of patterns) {
+        for (let j = BLOCK; j <= skipMin; j++) {
+          const h = blockHash(
+            classOf[p.charCodeAt(j - 3)] as number,
+            classOf[p.charCodeAt(j - 2)] as number,
+            classOf[p.charCodeAt(j - 1)] as number,
+          );
+          if ((shift[h] as number) > skipMin - j) shift[h] = skipMin - j;
+        }
+      }
+    }
+
     this.stateCount = n;
+    this.#depth = depthOf;
+    this.#skipMin = skipMin;
+    this.#shift = shift;
     this.#classOf = classOf;
     this.#classes = classes;
     this.#denseStates = denseStates;
@@ -215,23 +266,91 @@ export class AhoCorasick {
     return s;
   }
 
-  /** Whether `text` contains any pattern. */
-  test(text: string): boolean {
+  /**
+   * `scan(text, 0, sink)`, the same reports in the same order, but skipping the stretches where no
+   * pattern can occur. `sink` returning true stops the search.
+   */
+  find(text: string, sink: (end: number, length: number, pattern: number) => boolean | void): void {
+    const m = this.#skipMin;
+    const n = text.length;
+    if (m === 0 || n < 2 * m) {
+      this.#run(text, 0, Infinity, 0, sink);
+      return;
+    }
+    const classOf = this.#classOf;
+    const shift = this.#shift;
+    let pos = m;
+    // Ends up to here have been reported by an earlier run of the automaton.
+    let reported = 0;
+    while (pos <= n) {
+      const sh = shift[
+        blockHash(
+          classOf[text.charCodeAt(pos - 3)] as number,
+          classOf[text.charCodeAt(pos - 2)] as number,
+          classOf[text.charCodeAt(pos - 1)] as number,
+        )
+      ] as number;
+      if (sh !== 0) {
+        pos += sh;
+        continue;
+      }
+      if (!this.#run(text, pos - m, pos, reported, sink)) return;
+      // The automaton stopped at `stop` inside a partial match of `depth` characters: an
+      // occurrence may start there, so its window (m further) is the next to look at. Anything
+      // starting earlier has ended and was reported.
+      reported = this.#stop;
+      pos = Math.max(pos + 1, this.#stop - this.#stopDepth + m);
+    }
+  }
+
+  /** Where the last `#run` stopped, and how deep inside a partial match. */
+  #stop = 0;
+  #stopDepth = 0;
+
+  /**
+   * The automaton from `from`, fresh, reporting ends after `reported`; once at or past `until` it
+   * stops at the first position whose state is at most HANDBACK_DEPTH deep (or at the end), and
+   * leaves that position and depth in `#stop` / `#stopDepth`. false when the sink asked to stop.
+   */
+  #run(
+    text: string,
+    from: number,
+    until: number,
+    reported: number,
+    sink: (end: number, length: number, pattern: number) => boolean | void,
+  ): boolean {
     const classOf = this.#classOf;
     const dense = this.#dense;
     const denseStates = this.#denseStates;
     const classes = this.#classes;
     const outLen = this.#outLen;
+    const depth = this.#depth;
+    const n = text.length;
     let s = ROOT;
-    for (let i = 0, n = text.length; i < n; i++) {
+    let i = from;
+    for (; i < n; i++) {
+      if (i >= until && (depth[s] as number) <= HANDBACK_DEPTH) break;
       const k = classOf[text.charCodeAt(i)] as number;
       if (k === 0) {
         s = ROOT;
         continue;
       }
       s = s < denseStates ? (dense[s * classes + k] as number) : this.#next(s, k);
-      if (outLen[s] !== 0) return true;
+      const len = outLen[s] as number;
+      if (len !== 0 && i + 1 > reported && sink(i + 1, len, this.#outPat[s] as number) === true) return false;
     }
-    return false;
+    this.#stop = i;
+    this.#stopDepth = depth[s] as number;
+    return true;
+  }
+
+  /** Whether `text` contains any pattern. */
+  test(text: string): boolean {
+    let found = false;
+    this.find(text, () => {
+      found = true;
+      return true;
+    });
+    return found;
   }
 }

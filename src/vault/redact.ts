@@ -49,46 +49,41 @@ class Spans {
   /** Of each span, the longest match inside it: its secret names the span. */
   patterns: number[] = [];
   lengths: number[] = [];
+  /** Spans in use; the arrays are reused across texts, so only this is reset. */
+  size = 0;
 
   add(start: number, end: number, pattern: number, length: number): void {
     let s = start;
     let p = pattern;
     let l = length;
-    while (this.ends.length > 0 && (this.ends[this.ends.length - 1] as number) > s) {
-      const top = this.ends.length - 1;
+    while (this.size > 0 && (this.ends[this.size - 1] as number) > s) {
+      const top = this.size - 1;
       s = Math.min(s, this.starts[top] as number);
       if ((this.lengths[top] as number) > l) {
         l = this.lengths[top] as number;
         p = this.patterns[top] as number;
       }
-      this.starts.pop();
-      this.ends.pop();
-      this.patterns.pop();
-      this.lengths.pop();
+      this.size = top;
     }
-    this.starts.push(s);
-    this.ends.push(end);
-    this.patterns.push(p);
-    this.lengths.push(l);
-  }
-
-  get size(): number {
-    return this.ends.length;
+    this.starts[this.size] = s;
+    this.ends[this.size] = end;
+    this.patterns[this.size] = p;
+    this.lengths[this.size] = l;
+    this.size++;
   }
 
   clear(): void {
-    this.starts.length = 0;
-    this.ends.length = 0;
-    this.patterns.length = 0;
-    this.lengths.length = 0;
+    this.size = 0;
   }
 
   /** Drops the first `n` spans (emitted by a stream). */
   shift(n: number): void {
+    if (n === 0) return;
     this.starts.splice(0, n);
     this.ends.splice(0, n);
     this.patterns.splice(0, n);
     this.lengths.splice(0, n);
+    this.size -= n;
   }
 }
 
@@ -168,7 +163,7 @@ export class Redactor {
     // found. Safe because a scan never yields to other code.
     const spans = this.#scratch;
     spans.clear();
-    this.#ac.scan(text, 0, this.#sink);
+    this.#ac.find(text, this.#sink);
     return spans.size === 0 ? text : render(text, spans, 0, spans.size, this.#labels);
   }
 

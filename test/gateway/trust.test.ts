@@ -1,13 +1,17 @@
 import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
   accepts,
   checkProtocolVersionHeader,
+  keyRefresher,
   originAllowed,
   ReplayGuard,
   verifyCaller,
 } from '../../src/gateway/index.js';
-import { createInternalJwtIssuer, MemoryKeyRing } from '../../src/identity/internal-jwt.js';
+import { createInternalJwtIssuer, FileKeyRing, MemoryKeyRing } from '../../src/identity/internal-jwt.js';
 import { requestMac } from '../../src/identity/request-mac.js';
 import { testKeys, type TestKeys } from './helpers.js';
 
@@ -67,6 +71,39 @@ describe('verifyCaller', () => {
     const h = await headersFor(body);
     expect((await verifyCaller(h, Buffer.from(body), d)).ok).toBe(true);
     expect(await verifyCaller(h, Buffer.from(body), d)).toMatchObject({ ok: false, code: 'replayed' });
+  });
+});
+
+describe('key rotation by authz in another process', () => {
+  it('re-reads a file ring when a token names a key it does not know yet, at most so often', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'mcpgw-ring-'));
+    try {
+      const authzRing = await FileKeyRing.open(join(dir, 'internal-jwt.json'));
+      const gatewayRing = await FileKeyRing.open(join(dir, 'internal-jwt.json'));
+      await authzRing.rotate();
+      const issuer = createInternalJwtIssuer({ ring: authzRing });
+      const decisionId = randomUUID();
+      const h = {
+        authorization: `Bearer ${await issuer.mint({ sub: 'alice', role: 'agent' })}`,
+        'x-mcpgw-decision-id': decisionId,
+        'x-mcpgw-request-mac': requestMac(keys.requestMacKey, decisionId, Buffer.from(body)),
+      };
+      const stale = { keys: gatewayRing, requestMacKey: keys.requestMacKey, replay: new ReplayGuard() };
+      expect(await verifyCaller(h, Buffer.from(body), stale)).toMatchObject({
+        ok: false,
+        code: 'internal_token_unknown_key',
+      });
+      let t = 0;
+      const refreshKeys = keyRefresher(gatewayRing, 5000, () => t);
+      expect((await verifyCaller(h, Buffer.from(body), { ...stale, refreshKeys })).ok).toBe(true);
+      // A second unknown key within the interval does not trigger another read.
+      t = 1000;
+      expect(await refreshKeys()).toBe(false);
+      t = 6000;
+      expect(await refreshKeys()).toBe(true);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -24,6 +24,14 @@ function scanAll(ac: AhoCorasick, text: string): [number, number, number][] {
   return out;
 }
 
+function findAll(ac: AhoCorasick, text: string): [number, number, number][] {
+  const out: [number, number, number][] = [];
+  ac.find(text, (end, length, pattern) => {
+    out.push([end, length, pattern]);
+  });
+  return out;
+}
+
 describe('AhoCorasick', () => {
   it('finds overlapping and nested patterns', () => {
     const patterns = ['he', 'she', 'his', 'hers', 'ushers'];
@@ -67,8 +75,47 @@ describe('AhoCorasick', () => {
         expect(scanAll(new AhoCorasick(patterns), text)).toEqual(expected);
         expect(scanAll(new AhoCorasick(patterns, { denseBudget: budget }), text)).toEqual(expected);
         expect(new AhoCorasick(patterns, { denseBudget: budget }).test(text)).toBe(expected.length > 0);
+        expect(findAll(new AhoCorasick(patterns), text)).toEqual(expected);
       }),
       { numRuns: 400 },
     );
+  });
+
+  it('skips ahead only where no pattern can start, reporting exactly what a full scan reports (property)', () => {
+    // Patterns long enough for the skip filter, texts made of their pieces so that matches, near
+    // misses and overlaps are frequent.
+    const alphabet = fc.constantFrom('a', 'b', 'c', 'd', 'é');
+    const str = (min: number, max: number) => fc.array(alphabet, { minLength: min, maxLength: max }).map((a) => a.join(''));
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(str(6, 14), { minLength: 1, maxLength: 10 }),
+        fc.array(fc.oneof(str(1, 5), fc.constant('zzzzzzzzzz')), { maxLength: 60 }),
+        fc.array(fc.nat(), { maxLength: 8 }),
+        fc.integer({ min: 1, max: 4096 }),
+        (patterns, pieces, picks, budget) => {
+          let text = pieces.join('');
+          for (const p of picks) {
+            const at = p % (text.length + 1);
+            text = text.slice(0, at) + (patterns[p % patterns.length] as string) + text.slice(at);
+          }
+          const expected = naive(patterns, text);
+          const ac = new AhoCorasick(patterns, { denseBudget: budget });
+          expect(findAll(ac, text)).toEqual(expected);
+          expect(scanAll(ac, text)).toEqual(expected);
+          expect(ac.test(text)).toBe(expected.length > 0);
+        },
+      ),
+      { numRuns: 1500 },
+    );
+  });
+
+  it('stops when the sink says so', () => {
+    const ac = new AhoCorasick(['abcdefgh', 'bcdefghi']);
+    const seen: number[] = [];
+    ac.find(`${'x'.repeat(40)}abcdefghi${'x'.repeat(40)}abcdefgh`, (end) => {
+      seen.push(end);
+      return true;
+    });
+    expect(seen).toEqual([48]);
   });
 });
