@@ -22,7 +22,7 @@
  * "pgbench_tps":…,"ratio":…} with ratio = rps / pgbench_tps.
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -55,7 +55,7 @@ const PGBENCH_CORE = process.env['BENCH_PGBENCH_CORE'] ?? SERVER_CORE;
 const READERS = env('BENCH_USERS', 64);
 const TRANSFERS = env('BENCH_TRANSFERS', 8);
 /** h2load: one connection per frame, this many concurrent streams on it (max-rate phases). */
-const STREAMS = env('BENCH_STREAMS', 4);
+const STREAMS = env('BENCH_STREAMS', 1);
 /** The PostgreSQL pool of the server, and pgbench's client count. */
 const POOL = env('BENCH_POOL', 10);
 const PER_FRAME = env('BENCH_PER_FRAME', 500);
@@ -66,6 +66,9 @@ const FIXED_SECONDS = env('BENCH_FIXED_SECONDS', 10);
 const PGBENCH_SECONDS = env('BENCH_PGBENCH_SECONDS', 10);
 const CPU_PROF = process.env['BENCH_CPU_PROF'] ? resolve(process.env['BENCH_CPU_PROF']) : null;
 const DATABASE = 'mcpgw_bench';
+/** Share of calls in a measured phase allowed to miss the state budget (see checkAnswers). */
+const MAX_BUDGET_DENIES = Number(process.env['BENCH_MAX_BUDGET_DENIES'] ?? 0.01);
+const BUDGET_DENY = 'deny:(none)';
 
 const r3 = (x: number) => Math.round(x * 1000) / 1000;
 const uptime = () => execFileSync('uptime', { encoding: 'utf8' }).trim();
@@ -92,8 +95,11 @@ interface Server {
   stop(): Promise<void>;
 }
 
+const live = new Set<ChildProcess>();
+
 async function startServer(label: string, args: string[]): Promise<Server> {
-  const prof = CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', CPU_PROF, '--cpu-prof-name', `${label}.cpuprofile`] : [];
+  // One profile per thread (tsx's loader runs in a worker): a directory per server.
+  const prof = CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', join(CPU_PROF, label)] : [];
   const proc: ChildProcess = spawn(
     'taskset',
     [
@@ -112,7 +118,13 @@ async function startServer(label: string, args: string[]): Promise<Server> {
     ],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
-  const exited = new Promise<void>((r) => proc.on('exit', () => r()));
+  live.add(proc);
+  const exited = new Promise<void>((r) =>
+    proc.on('exit', () => {
+      live.delete(proc);
+      r();
+    }),
+  );
   const lines = createInterface({ input: proc.stdout as NodeJS.ReadableStream });
   const waiting: ((l: string) => void)[] = [];
   lines.on('line', (l) => waiting.shift()?.(l));
@@ -140,17 +152,11 @@ async function startServer(label: string, args: string[]): Promise<Server> {
 // ---------------------------------------------------------------------------------------------
 // Phases
 
-/** Every answer the server gave on a store, by outcome:rule, and every allowed read per user. */
+/** Every answer the server gave on one store, by outcome:rule. */
 class Ledger {
   counts = new Map<string, number>();
-  reads = new Map<string, number>();
-  add(frames: readonly Frame[], perFrame: number[], expect: (f: Frame) => Expect): void {
-    frames.forEach((f, i) => {
-      const n = perFrame[i] ?? 0;
-      const k = expect(f);
-      this.counts.set(k, (this.counts.get(k) ?? 0) + n);
-      if (f.writesState && k.startsWith('allow:')) this.reads.set(f.user.id, (this.reads.get(f.user.id) ?? 0) + n);
-    });
+  add(got: Record<string, number>): void {
+    for (const [k, v] of Object.entries(got)) this.counts.set(k, (this.counts.get(k) ?? 0) + v);
   }
 }
 
@@ -163,12 +169,43 @@ function expected(frames: readonly Frame[], perFrame: number[], expect: (f: Fram
 function sameCounts(label: string, got: Record<string, number>, want: Map<string, number>): void {
   const keys = new Set([...Object.keys(got), ...want.keys()]);
   for (const k of keys) {
-    if ((got[k] ?? 0) !== (want.get(k) ?? 0)) {
-      throw new Error(
-        `${label}: the server answered ${JSON.stringify(got)}, expected ${JSON.stringify(Object.fromEntries(want))}`,
-      );
-    }
+    if ((got[k] ?? 0) !== (want.get(k) ?? 0))
+      throw new Error(`${label}: ${JSON.stringify(got)}, expected ${JSON.stringify(Object.fromEntries(want))}`);
   }
+}
+
+/**
+ * The answers must be the expected ones, except that a call may get the fail-closed deny of a
+ * decision that missed the 250 ms state budget ("deny:(none)", audited like any deny): on a busy
+ * machine a few do. Up to `tolerance` (a share of all calls) are accepted, reported, and returned.
+ */
+function checkAnswers(
+  label: string,
+  got: Record<string, number>,
+  want: Map<string, number>,
+  tolerance: number,
+): number {
+  const budget = got[BUDGET_DENY] ?? 0;
+  const total = [...want.values()].reduce((a, b) => a + b, 0);
+  let shortfall = 0;
+  let wrong = false;
+  for (const [k, v] of want) {
+    const g = got[k] ?? 0;
+    if (g > v) wrong = true;
+    shortfall += v - g;
+  }
+  for (const k of Object.keys(got)) if (k !== BUDGET_DENY && !want.has(k)) wrong = true;
+  if (wrong || shortfall !== budget || budget > tolerance * total) {
+    const hint = budget
+      ? ` ("${BUDGET_DENY}" is the fail-closed deny of a decision that missed the 250 ms state budget; ` +
+        `${budget} of ${total} is more than ${(tolerance * 100).toFixed(1)}%: too many calls in flight, or the machine is overloaded)`
+      : '';
+    throw new Error(
+      `${label}: the server answered ${JSON.stringify(got)}, expected ${JSON.stringify(Object.fromEntries(want))}${hint}`,
+    );
+  }
+  if (budget > 0) console.log(`  ${label}: ${budget} of ${total} calls missed the state budget (fail-closed denies)`);
+  return budget;
 }
 
 const fmtCounts = (m: Map<string, number> | Record<string, number | string>) =>
@@ -184,7 +221,8 @@ async function maxRate(
   label: string,
   ledger: Ledger | null,
   postmasterPid: number | null,
-): Promise<{ rps: number; h2rps: number; cpu: string }> {
+  warmUp = false,
+): Promise<{ rps: number; h2rps: number; cpu: string; budgetDenies: number }> {
   await server.counts(); // reset
   const before = snapshot(server.pid, postmasterPid);
   const res = await h2loadAll(
@@ -199,14 +237,23 @@ async function maxRate(
   for (const r of res)
     if (r.succeeded !== r.requests) throw new Error(`${label}: ${r.requests - r.succeeded} requests failed`);
   const c = await server.counts();
-  const n = frames.map(() => perFrame);
-  sameCounts(label, c.counts, expected(frames, n, expect));
-  ledger?.add(frames, n, expect);
+  ledger?.add(c.counts);
+  const budgetDenies = checkAnswers(
+    label,
+    c.counts,
+    expected(
+      frames,
+      frames.map(() => perFrame),
+      expect,
+    ),
+    warmUp ? 1 : MAX_BUDGET_DENIES,
+  );
   const total = perFrame * frames.length;
   return {
     rps: total / (c.spanMs / 1000),
     h2rps: total / Math.max(...res.map((r) => r.seconds)),
     cpu: describeCpu(before, after, [SERVER_CORE, LOAD_CORE]),
+    budgetDenies,
   };
 }
 
@@ -217,7 +264,15 @@ async function fixedRate(
   expect: (f: Frame) => Expect,
   label: string,
   ledger: Ledger | null,
-): Promise<{ p50: number; p99: number; p999: number; max: number; n: number; achieved: number }> {
+): Promise<{
+  p50: number;
+  p99: number;
+  p999: number;
+  max: number;
+  n: number;
+  achieved: number;
+  budgetDenies: number;
+}> {
   await server.counts();
   const perClient = rate / frames.length;
   const n = Math.round(perClient * FIXED_SECONDS);
@@ -233,10 +288,18 @@ async function fixedRate(
   for (const r of res)
     if (r.succeeded !== r.requests) throw new Error(`${label}: ${r.requests - r.succeeded} requests failed`);
   const c = await server.counts();
-  const ns = frames.map(() => n);
-  sameCounts(label, c.counts, expected(frames, ns, expect));
-  ledger?.add(frames, ns, expect);
-  const { lat, firstStartUs, lastStartUs } = readLatencies(logs);
+  ledger?.add(c.counts);
+  const budgetDenies = checkAnswers(
+    label,
+    c.counts,
+    expected(
+      frames,
+      frames.map(() => n),
+      expect,
+    ),
+    MAX_BUDGET_DENIES,
+  );
+  const { lat, rate: achieved } = readLatencies(logs);
   if (lat.length !== n * frames.length)
     throw new Error(`${label}: ${lat.length} latencies for ${n * frames.length} calls`);
   return {
@@ -245,7 +308,8 @@ async function fixedRate(
     p999: quantile(lat, 0.999),
     max: lat[lat.length - 1] ?? NaN,
     n: lat.length,
-    achieved: lat.length / ((lastStartUs - firstStartUs) / 1e6),
+    achieved,
+    budgetDenies,
   };
 }
 
@@ -262,8 +326,12 @@ async function verifyState(store: Layer2Store, ledger: Ledger, readers: readonly
     [LIMIT_RULE],
   );
   const stamps = new Map(vel.rows.map((r) => [r.scope_key, Number(r.n)]));
+  const reads = await store.db.query<{ user_id: string; n: string }>(
+    `SELECT user_id, count(*)::text AS n FROM audit_log WHERE outcome = 'allow' AND rule = 'Allow read-only' GROUP BY 1`,
+  );
+  const readsOf = new Map(reads.rows.map((r) => [r.user_id, Number(r.n)]));
   for (const u of readers) {
-    const want = Math.min(LIMIT_MAX, ledger.reads.get(u) ?? 0);
+    const want = Math.min(LIMIT_MAX, readsOf.get(u) ?? 0);
     if (stamps.get(`u:${u}`) !== want)
       throw new Error(`${label}: velocity window of ${u} holds ${stamps.get(`u:${u}`)} stamps, expected ${want}`);
   }
@@ -284,15 +352,20 @@ async function verifyState(store: Layer2Store, ledger: Ledger, readers: readonly
   const total = [...ledger.counts.values()].reduce((a, b) => a + b, 0);
   console.log(
     `  ${label} state verified: ${total} audit rows (${fmtCounts(ledger.counts)}) = the answers; ` +
-      `${readers.length} velocity windows hold min(${LIMIT_MAX}, reads) stamps; ${marked.size} live taint marks; ` +
+      `${readers.length} velocity windows hold min(${LIMIT_MAX}, allowed reads) stamps; ${marked.size} live taint marks; ` +
       `${unsealed.rows[0]?.n ?? '?'} rows were still unsealed when the server stopped (sealed now: ${sealedNow}), chain verifies over ${report.checked} rows`,
   );
 }
 
 function printProfile(label: string): void {
   if (!CPU_PROF) return;
-  const f = readdirSync(CPU_PROF).find((x) => x === `${label}.cpuprofile`);
-  if (f) for (const l of summarizeProfile(join(CPU_PROF, f))) console.log(`  ${l}`);
+  const dir = join(CPU_PROF, label);
+  // The main thread's profile is the largest one.
+  const files = readdirSync(dir)
+    .filter((f) => f.endsWith('.cpuprofile'))
+    .map((f) => join(dir, f))
+    .sort((a, b) => statSync(b).size - statSync(a).size);
+  if (files[0]) for (const l of summarizeProfile(files[0])) console.log(`  ${l}`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -373,7 +446,16 @@ try {
     POLICY_FILE,
   ]);
   // Reads first: every reader is tainted before any transfer is tried.
-  await maxRate(pgs, wl.readFrames, WARMUP_PER_FRAME, l2Expect, 'postgres warm-up', pgLedger, pgServer.postmasterPid);
+  await maxRate(
+    pgs,
+    wl.readFrames,
+    WARMUP_PER_FRAME,
+    l2Expect,
+    'postgres warm-up',
+    pgLedger,
+    pgServer.postmasterPid,
+    true,
+  );
   const pgMax = await maxRate(pgs, wl.frames, PER_FRAME, l2Expect, 'postgres max', pgLedger, pgServer.postmasterPid);
   console.log(
     `(b) full path, PostgreSQL (pool ${POOL}): ${pgMax.rps.toFixed(0)} decisions/s (h2load view ${pgMax.h2rps.toFixed(0)}); ${pgMax.cpu}`,
@@ -427,7 +509,16 @@ try {
   }
   const liteLedger = new Ledger();
   const lite = await startServer('pglite', ['--store', 'pglite', '--policy', POLICY_FILE]);
-  await maxRate(lite, wl.readFrames, Math.ceil(WARMUP_PER_FRAME / 5), l2Expect, 'pglite warm-up', liteLedger, null);
+  await maxRate(
+    lite,
+    wl.readFrames,
+    Math.ceil(WARMUP_PER_FRAME / 5),
+    l2Expect,
+    'pglite warm-up',
+    liteLedger,
+    null,
+    true,
+  );
   const liteMax = await maxRate(lite, wl.frames, PGLITE_PER_FRAME, l2Expect, 'pglite max', liteLedger, null);
   // PGlite decides on the server's one thread; a fixed rate above what it sustains only
   // measures a queue (and trips the 250 ms budget), so it is measured at ≤ half its maximum.
@@ -480,6 +571,7 @@ try {
     }),
   );
 } finally {
+  for (const p of live) p.kill('SIGKILL');
   await pgServer?.destroy();
   if (process.env['BENCH_KEEP']) console.log(`(kept ${work})`);
   else rmSync(work, { recursive: true, force: true });

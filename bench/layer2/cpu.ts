@@ -20,20 +20,29 @@ function coreJiffies(): Map<string, { busy: number; total: number }> {
   return out;
 }
 
-function statOf(pid: number): { ppid: number; cpu: number } | null {
+function statOf(pid: number): { ppid: number; cpu: number; reaped: number } | null {
   try {
     const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // Fields after the command (which may hold spaces) start after the last ')'.
     const rest = s.slice(s.lastIndexOf(')') + 2).split(' ');
-    return { ppid: Number(rest[1]), cpu: (Number(rest[11]) + Number(rest[12])) / TICK };
+    return {
+      ppid: Number(rest[1]),
+      cpu: (Number(rest[11]) + Number(rest[12])) / TICK,
+      // CPU of children that exited and were reaped (backends of closed connections).
+      reaped: (Number(rest[13]) + Number(rest[14])) / TICK,
+    };
   } catch {
     return null;
   }
 }
 
-/** CPU seconds of `root` and its direct children (PostgreSQL backends are children of the postmaster). */
+/**
+ * CPU seconds of `root`, its live children and its reaped children (PostgreSQL backends are
+ * children of the postmaster).
+ */
 function treeCpu(root: number): number {
-  let sum = statOf(root)?.cpu ?? 0;
+  const r = statOf(root);
+  let sum = r ? r.cpu + r.reaped : 0;
   for (const d of readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
     const st = statOf(Number(d));

@@ -43,7 +43,7 @@ export function h2loadAll(frames: readonly string[], opts: H2Options): Promise<H
           let text = '';
           p.stdout.on('data', (d: Buffer) => (text += d.toString()));
           p.stderr.on('data', (d: Buffer) => (text += d.toString()));
-          p.on('exit', (code) => {
+          p.on('close', (code) => {
             const fin = /finished in ([\d.]+)(ms|s)/.exec(text);
             const req = /requests: (\d+) total, \d+ started, \d+ done, (\d+) succeeded/.exec(text);
             if (code !== 0 || !fin || !req) return reject(new Error(`h2load failed (${code}):\n${text}`));
@@ -55,23 +55,31 @@ export function h2loadAll(frames: readonly string[], opts: H2Options): Promise<H
   );
 }
 
-/** Reads h2load --log-file files: latency (ms) of every answered request, and the span of starts. */
-export function readLatencies(files: readonly string[]): { lat: number[]; firstStartUs: number; lastStartUs: number } {
+/**
+ * Reads h2load --log-file files: the latency (ms) of every answered request, and the offered rate
+ * (the sum over clients of each one's requests per second between its first and last start, so
+ * that h2load processes starting at slightly different times do not dilute it).
+ */
+export function readLatencies(files: readonly string[]): { lat: number[]; rate: number } {
   const lat: number[] = [];
-  let firstStartUs = Infinity;
-  let lastStartUs = -Infinity;
+  let rate = 0;
   for (const f of files) {
+    let first = Infinity;
+    let last = -Infinity;
+    let n = 0;
     for (const line of readFileSync(f, 'utf8').split('\n')) {
       const cols = line.split('\t');
       if (cols.length < 3 || cols[1] !== '200') continue;
       const start = Number(cols[0]);
-      firstStartUs = Math.min(firstStartUs, start);
-      lastStartUs = Math.max(lastStartUs, start);
+      first = Math.min(first, start);
+      last = Math.max(last, start);
       lat.push(Number(cols[2]) / 1000);
+      n++;
     }
+    if (n > 1 && last > first) rate += (n - 1) / ((last - first) / 1e6);
   }
   lat.sort((a, b) => a - b);
-  return { lat, firstStartUs, lastStartUs };
+  return { lat, rate };
 }
 
 export function quantile(sorted: readonly number[], p: number): number {

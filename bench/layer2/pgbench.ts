@@ -70,7 +70,7 @@ export function runPgbench(opts: {
     let text = '';
     p.stdout.on('data', (d: Buffer) => (text += d.toString()));
     p.stderr.on('data', (d: Buffer) => (text += d.toString()));
-    p.on('exit', (code) => {
+    p.on('close', (code) => {
       const tps = /tps = ([\d.]+) \(without initial connection time\)/.exec(text);
       const n = /number of transactions actually processed: (\d+)/.exec(text);
       const failed = /number of failed transactions: (\d+)/.exec(text);

@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import type { CompiledPolicy } from '../policy/compile.js';
-import type { ApprovalRecord, ScopeTarget } from '../state/index.js';
+import type { ApprovalRecord, Layer2Store, ScopeTarget } from '../state/index.js';
 import { EFFECTIVE_STATUS_SQL } from '../state/approvals.js';
 import { asDate, asNumber, asNullableString, asString, type Row } from '../state/db.js';
 import {
@@ -37,7 +37,6 @@ import {
   type Page,
   type RouteName,
   type RouteSpec,
-  type ScopeBody,
   type ServiceAction,
   type ServiceBody,
   type StatusResponse,
@@ -61,10 +60,9 @@ import {
   type PolicyHolderLike,
 } from './handler.js';
 import { decodeCursor, encodeCursor, pageInMemory } from './pagination.js';
-import { PolicyView, policyHandlers } from './policy.js';
+import { policyHandlers } from './policy.js';
 import { effectiveServiceState, ServiceStateStore, type ServiceRuntimeState } from './services.js';
 import { userHandlers } from './users.js';
-import type { Layer2Store } from '../state/index.js';
 
 export type { AdminCaller, AdminRequest, AdminResponse, BackendReport, PolicyHolderLike } from './handler.js';
 
@@ -196,10 +194,6 @@ function toApprovalBody(a: ApprovalRecord): ApprovalBody {
   };
 }
 
-function toScopeTarget(scope: ScopeBody): ScopeTarget | 'all' {
-  return scope;
-}
-
 /** `u:<user>`, `s:<session>`, `g` (see src/state/decide.ts). */
 function splitScopeKey(key: string): { scope: 'user' | 'session' | 'global'; subject: string | null } {
   if (key.startsWith('u:')) return { scope: 'user', subject: key.slice(2) };
@@ -209,8 +203,7 @@ function splitScopeKey(key: string): { scope: 'user' | 'session' | 'global'; sub
 
 const strings = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []);
 const nullableDate = (v: unknown): string | null => (v === null || v === undefined ? null : iso(asDate(v)));
-const isRecord = (v: unknown): v is Record<string, unknown> =>
-  typeof v === 'object' && v !== null && !Array.isArray(v);
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 // ---------------------------------------------------------------------------------------------
 
@@ -229,18 +222,19 @@ export function createAdminApi(deps: AdminDeps): AdminApi {
     onError: deps.onError ?? (() => undefined),
   };
   const store = env.store;
-  const view = new PolicyView(env);
   const compiled = (): CompiledPolicy => env.policy.active.compiled;
 
   async function serviceBodies(): Promise<ServiceBody[]> {
-    const [states, config] = await Promise.all([env.services.list(), view.services()]);
+    const states = await env.services.list();
+    const config = env.policy.active.policy.services;
     const byName = new Map<string, ServiceRuntimeState>(states.map((s) => [s.name, s]));
     return Object.entries(compiled().data.catalog).map(([name, entry]) => {
       const state = byName.get(name);
       const eff = effectiveServiceState(entry, state);
       return {
         name,
-        transport: config?.[name]?.transport ?? null,
+        // The catalog is compiled from `services:`, so every entry has its settings there.
+        transport: (Object.hasOwn(config, name) ? config[name]?.transport : undefined) ?? 'unknown',
         policyEnabled: entry.enabled,
         enabled: eff.enabled,
         suspended: eff.suspended,
@@ -306,7 +300,7 @@ export function createAdminApi(deps: AdminDeps): AdminApi {
   async function reset(call: Call, kind: 'limit' | 'budget'): Promise<AdminResponse> {
     const rule = param(call, 'rule', ruleNameSchema);
     const req = parseOptionalBody(resetRequestSchema, call.body);
-    const scope = toScopeTarget(req.scope);
+    const scope: ScopeTarget | 'all' = req.scope;
     const n =
       kind === 'limit'
         ? await store.resetLimit(rule, scope, call.caller)
@@ -368,7 +362,7 @@ export function createAdminApi(deps: AdminDeps): AdminApi {
       return ok(body);
     },
 
-    ...policyHandlers(env, view),
+    ...policyHandlers(env),
     ...userHandlers(env),
 
     async listApprovals(call) {

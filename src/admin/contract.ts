@@ -141,7 +141,8 @@ export type BackendStatusBody = z.infer<typeof backendStatusSchema>;
 
 export const serviceSummarySchema = z.strictObject({
   name: z.string(),
-  transport: z.string().nullable(),
+  /** `stdio`, `http` or `sse`. */
+  transport: z.string(),
   enabled: z.boolean(),
   suspended: z.boolean(),
 });
@@ -521,8 +522,8 @@ export type ServiceAction = (typeof SERVICE_ACTIONS)[number];
 
 export const serviceSchema = z.strictObject({
   name: z.string(),
-  /** null when the running policy's `services:` settings are not at hand (only its catalog). */
-  transport: z.string().nullable(),
+  /** `stdio`, `http` or `sse`. */
+  transport: z.string(),
   /** `enabled` as the policy file says. */
   policyEnabled: z.boolean(),
   /** In force: the runtime setting (enable/disable) when there is one, else the file's. */

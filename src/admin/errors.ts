@@ -4,8 +4,7 @@
  * internals, and the person at the CLI can do nothing with them.
  */
 import type { z } from 'zod';
-import { ForbiddenError, StateTimeoutError } from '../state/index.js';
-import { ApprovalError } from '../state/index.js';
+import { ApprovalError, ForbiddenError, StateTimeoutError } from '../state/index.js';
 import { sqlState } from '../state/db.js';
 import { ERROR_STATUS, type ErrorBody, type ErrorCode, type ValidationIssue } from './contract.js';
 
@@ -61,7 +60,9 @@ function isUnavailable(err: unknown): boolean {
   if (code !== undefined && (code.startsWith('08') || code.startsWith('57') || code === '55P03')) return true;
   if (code === 'ECONNREFUSED' || code === 'ETIMEDOUT' || code === 'ECONNRESET') return true;
   const msg = err instanceof Error ? err.message : '';
-  return /database is closed|timeout exceeded when trying to connect|Connection terminated/i.test(msg);
+  return /database is closed|after calling end on the pool|timeout exceeded when trying to connect|Connection terminated/i.test(
+    msg,
+  );
 }
 
 export function toAdminError(err: unknown): AdminError {

@@ -33,12 +33,25 @@ function single(h: string | string[] | undefined): string | undefined {
   return h;
 }
 
+export interface CallerVerifierOptions extends VerifyInternalJwtOptions {
+  /**
+   * Re-reads the key ring, true when it did (the gateway's `keyRefresher`): a token naming an
+   * unknown key may come from a ring that authz rotated in another process.
+   */
+  refreshKeys?: () => Promise<boolean>;
+}
+
 /** A `CallerVerifier` over the internal JWT that authz minted for this request. */
-export function internalJwtCallerVerifier(keys: PublicKeySource, opts: VerifyInternalJwtOptions = {}): CallerVerifier {
+export function internalJwtCallerVerifier(keys: PublicKeySource, opts: CallerVerifierOptions = {}): CallerVerifier {
+  const { refreshKeys, ...verifyOpts } = opts;
   return async (req) => {
     const m = BEARER.exec(single(req.headers['authorization']) ?? '');
-    if (!m?.[1]) return null;
-    const v = await verifyInternalJwt(keys, m[1], opts);
+    const token = m?.[1];
+    if (token === undefined) return null;
+    let v = await verifyInternalJwt(keys, token, verifyOpts);
+    if (!v.ok && v.code === 'unknown_key' && refreshKeys && (await refreshKeys())) {
+      v = await verifyInternalJwt(keys, token, verifyOpts);
+    }
     if (!v.ok) return null;
     const claimed = req.headers['x-mcpgw-user'];
     if (claimed !== undefined && single(claimed) !== v.sub) return null;
@@ -84,9 +97,17 @@ function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
       }
       chunks.push(chunk);
     };
+    let ended = false;
     req.on('data', onData);
-    req.once('end', () => resolve(Buffer.concat(chunks)));
+    req.once('end', () => {
+      ended = true;
+      resolve(Buffer.concat(chunks));
+    });
     req.once('error', reject);
+    // A client that goes away mid-body would otherwise leave this promise pending forever.
+    req.once('close', () => {
+      if (!ended) reject(new Error('request closed before its body ended'));
+    });
   });
 }
 

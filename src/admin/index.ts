@@ -7,6 +7,7 @@ export {
   DEFAULT_ADMIN_MAX_BODY_BYTES,
   type AdminHttpOptions,
   type CallerVerifier,
+  type CallerVerifierOptions,
 } from './http.js';
 export { AdminError } from './errors.js';
 export {

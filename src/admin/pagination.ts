@@ -6,7 +6,10 @@ import { z } from 'zod';
 import type { Page } from './contract.js';
 import { AdminError } from './errors.js';
 
-const keySchema = z.array(z.union([z.string(), z.number()])).min(1).max(4);
+const keySchema = z
+  .array(z.union([z.string(), z.number()]))
+  .min(1)
+  .max(4);
 export type CursorKey = z.infer<typeof keySchema>;
 
 export function encodeCursor(key: CursorKey): string {

@@ -12,8 +12,8 @@ import type { DiffEntry, DiffKind, PolicyDiff } from './contract.js';
 
 export interface DiffSide {
   compiled: CompiledPolicy;
-  /** The file's `services:` settings, when known; without them only the catalog is compared. */
-  services: Readonly<Record<string, ServiceConfig>> | null;
+  /** The file's `services:` settings (how each backend is run), which the catalog does not hold. */
+  services: Readonly<Record<string, ServiceConfig>>;
 }
 
 type Items = Map<string, Record<string, unknown>>;
@@ -41,10 +41,10 @@ function layer2<T extends { name: string }, R extends object>(
   return out;
 }
 
-function services(side: DiffSide, withConfig: boolean): Items {
+function services(side: DiffSide): Items {
   const out: Items = new Map();
   for (const [name, entry] of Object.entries(side.compiled.data.catalog)) {
-    const config = withConfig ? side.services?.[name] : undefined;
+    const config = Object.hasOwn(side.services, name) ? side.services[name] : undefined;
     const { enabled: _e, tools: _t, ...settings } = config ?? {};
     out.set(name, { enabled: entry.enabled, tools: entry.tools, ...settings });
   }
@@ -54,7 +54,11 @@ function services(side: DiffSide, withConfig: boolean): Items {
 /** Classification (tool overrides, classifiers, value extractors) per service. */
 function classification(c: CompiledPolicy): Items {
   const out: Items = new Map();
-  const sections = { tool_overrides: c.data.tools, classifiers: c.data.classifiers, value_extractors: c.data.extractors };
+  const sections = {
+    tool_overrides: c.data.tools,
+    classifiers: c.data.classifiers,
+    value_extractors: c.data.extractors,
+  };
   for (const [section, perService] of Object.entries(sections)) {
     for (const [service, perTool] of Object.entries(perService)) {
       const item = out.get(service) ?? {};
@@ -114,8 +118,6 @@ function summarize(changes: readonly DiffEntry[]): string {
 export function diffPolicies(before: DiffSide, after: DiffSide): PolicyDiff {
   const b = before.compiled;
   const a = after.compiled;
-  // Settings are compared only when both sides have them, or every service would read "changed".
-  const withConfig = before.services !== null && after.services !== null;
   const changes = [
     ...compare('rule', rules(b), rules(a)),
     ...compare('limit', layer2(b.data.layer2.limits, b.layer2.limits), layer2(a.data.layer2.limits, a.layer2.limits)),
@@ -131,7 +133,7 @@ export function diffPolicies(before: DiffSide, after: DiffSide): PolicyDiff {
       layer2(a.data.layer2.preconditions, a.layer2.preconditions),
     ),
     ...compare('duty', layer2(b.data.layer2.duties, b.layer2.duties), layer2(a.data.layer2.duties, a.layer2.duties)),
-    ...compare('service', services(before, withConfig), services(after, withConfig)),
+    ...compare('service', services(before), services(after)),
     ...compare('tools', classification(b), classification(a)),
     ...compare('approval', new Map([['defaults', { ...b.approval }]]), new Map([['defaults', { ...a.approval }]])),
   ];

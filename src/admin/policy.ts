@@ -5,8 +5,7 @@
 import type { ActivePolicy } from '../authz/runtime.js';
 import { compilePolicyText, type CompiledPolicy } from '../policy/compile.js';
 import { createLayer1Engine } from '../policy/layer1.js';
-import { loadPolicyText, type PolicyDiagnostic } from '../policy/load.js';
-import type { ServiceConfig } from '../policy/schema.js';
+import type { PolicyDiagnostic } from '../policy/load.js';
 import type { Layer2Store } from '../state/index.js';
 import { asDate, asNullableString, asString, sqlState } from '../state/db.js';
 import {
@@ -19,8 +18,6 @@ import { AdminError } from './errors.js';
 import { auditChange, isoOrNull, ok, parse, type Handler, type HandlerEnv } from './handler.js';
 import { diffPolicies } from './policy-diff.js';
 
-type Services = Readonly<Record<string, ServiceConfig>>;
-
 /** What a stored revision's `compiled` column holds (replicas can swap it in without the file). */
 export interface StoredCompiledPolicy {
   revision: string;
@@ -30,14 +27,14 @@ export interface StoredCompiledPolicy {
   approval: CompiledPolicy['approval'];
 }
 
-const LATEST_OF_REVISION = `SELECT id, source, compiled, created_at, created_by FROM policy_revisions
+const LATEST_OF_REVISION = `SELECT id, created_at, created_by FROM policy_revisions
   WHERE id = $1 OR id LIKE $2 ORDER BY seq DESC LIMIT 1`;
 
 /**
  * Stores a validated policy as a new revision row and returns its id: the compiled revision, with
  * `.2`, `.3`… when that revision was stored before (a re-apply or a rollback still needs a new row,
- * so other replicas hear of it). The lead's startup code can call this too, so the file loaded at
- * start is a revision like any other.
+ * so other replicas hear of it). Startup can call this too, so the file loaded at start is a
+ * revision like any other.
  */
 export async function recordPolicyRevision(
   store: Layer2Store,
@@ -68,54 +65,6 @@ export async function recordPolicyRevision(
   }
 }
 
-function servicesOfHolder(active: ActivePolicy): Services | null {
-  // The holder may keep the parsed file (the gateway reads `active.policy.services` when it does).
-  const policy: unknown = (active as ActivePolicy & { policy?: unknown }).policy;
-  if (typeof policy !== 'object' || policy === null || !('services' in policy)) return null;
-  const services: unknown = policy.services;
-  return typeof services === 'object' && services !== null ? (services as Services) : null;
-}
-
-/** Finds the `services:` settings of the policy in force, which the compiled catalog does not hold. */
-export class PolicyView {
-  readonly #env: HandlerEnv;
-  readonly #known = new WeakMap<ActivePolicy, Promise<Services | null>>();
-
-  constructor(env: HandlerEnv) {
-    this.#env = env;
-  }
-
-  remember(active: ActivePolicy, services: Services): void {
-    this.#known.set(active, Promise.resolve(services));
-  }
-
-  services(active: ActivePolicy = this.#env.policy.active): Promise<Services | null> {
-    let p = this.#known.get(active);
-    if (!p) {
-      p = this.#lookup(active).catch((err: unknown) => {
-        this.#env.onError(err, 'reading the stored policy revision');
-        return null;
-      });
-      this.#known.set(active, p);
-    }
-    return p;
-  }
-
-  async #lookup(active: ActivePolicy): Promise<Services | null> {
-    const held = servicesOfHolder(active);
-    if (held) return held;
-    // After a restart, the newest stored row of the revision in force, if it came from the same file.
-    const rev = active.engine.revision;
-    const r = await this.#env.store.db.query(LATEST_OF_REVISION, [rev, `${rev}.%`]);
-    const row = r.rows[0];
-    if (!row) return null;
-    const compiled = row['compiled'] as { file?: unknown } | null;
-    if (compiled?.file !== active.source) return null;
-    const loaded = loadPolicyText(asString(row['source']), active.source);
-    return loaded.ok ? loaded.policy.services : null;
-  }
-}
-
 function invalid(file: string, errors: PolicyDiagnostic[]): AdminError {
   const n = errors.length;
   return new AdminError(
@@ -125,7 +74,7 @@ function invalid(file: string, errors: PolicyDiagnostic[]): AdminError {
   );
 }
 
-export function policyHandlers(env: HandlerEnv, view: PolicyView): Pick<Record<RouteName, Handler>, PolicyRoute> {
+export function policyHandlers(env: HandlerEnv): Pick<Record<RouteName, Handler>, PolicyRoute> {
   // One apply at a time in this process, so "store, then swap" cannot interleave with another.
   let queue: Promise<unknown> = Promise.resolve();
   const serialized = <T>(fn: () => Promise<T>): Promise<T> => {
@@ -156,8 +105,8 @@ export function policyHandlers(env: HandlerEnv, view: PolicyView): Pick<Record<R
       if (!result.ok) throw invalid(req.filename, result.errors);
       const next = { compiled: result.compiled, services: result.policy.services };
 
-      const diffAgainst = async (before: ActivePolicy) =>
-        diffPolicies({ compiled: before.compiled, services: await view.services(before) }, next);
+      const diffAgainst = (before: ActivePolicy) =>
+        diffPolicies({ compiled: before.compiled, services: before.policy.services }, next);
 
       if (req.dryRun) {
         const before = env.policy.active;
@@ -167,7 +116,7 @@ export function policyHandlers(env: HandlerEnv, view: PolicyView): Pick<Record<R
           revision: result.compiled.data.revision,
           previousRevision: before.engine.revision,
           storedAs: null,
-          diff: await diffAgainst(before),
+          diff: diffAgainst(before),
           warnings: result.warnings,
         };
         return ok(body);
@@ -175,7 +124,7 @@ export function policyHandlers(env: HandlerEnv, view: PolicyView): Pick<Record<R
 
       return serialized(async () => {
         const before = env.policy.active;
-        const diff = await diffAgainst(before);
+        const diff = diffAgainst(before);
         // Load it into an engine first, so nothing is stored that the swap would then refuse.
         try {
           await createLayer1Engine(result.compiled.data);
@@ -198,7 +147,6 @@ export function policyHandlers(env: HandlerEnv, view: PolicyView): Pick<Record<R
         });
         const applied = await env.policy.apply(req.content, req.filename);
         if (!applied.ok) throw invalid(req.filename, applied.errors);
-        view.remember(env.policy.active, result.policy.services);
         await auditChange(env, call.caller, 'admin/policy.apply', {
           revision: applied.revision,
           previousRevision: before.engine.revision,

@@ -79,17 +79,7 @@ export class ServiceStateStore {
            FROM changed
        )
        SELECT * FROM changed`,
-      [
-        name,
-        column,
-        value,
-        reason,
-        actor.id,
-        `adm-${randomUUID()}`,
-        `admin/services.${action}`,
-        action,
-        actor.role,
-      ],
+      [name, column, value, reason, actor.id, `adm-${randomUUID()}`, `admin/services.${action}`, action, actor.role],
     );
     const row = r.rows[0];
     if (!row) throw new Error(`service state of ${name} was not written`);

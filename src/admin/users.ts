@@ -170,7 +170,11 @@ export function userHandlers(env: HandlerEnv): Pick<Record<RouteName, Handler>, 
       await auditChange(env, call.caller, 'admin/grants.add', { target: id, tools }, req.service);
       env.onGrantsChanged(id);
       const user = await requireUser(env, id);
-      const body: GrantsResponse = { userId: id, grants: user.grants, warnings: grantWarnings(env, req.service, tools) };
+      const body: GrantsResponse = {
+        userId: id,
+        grants: user.grants,
+        warnings: grantWarnings(env, req.service, tools),
+      };
       return ok(body);
     },
 

@@ -39,16 +39,20 @@ export interface ToolRefusal {
   retryAfterSeconds?: number;
 }
 
+/** Where a refused call's {decision, rule, approvalId, retryAfter} is, in the CallToolResult's _meta. */
+export const DECISION_META_KEY = 'io.mcpgw/decision';
+
 /** A refused tools/call: HTTP 200, a JSON-RPC *result* the model can act on. Never says how to approve. */
 export function toolRefusalAnswer(id: JsonRpcId, refusal: ToolRefusal): DeniedAnswer {
   const text =
     refusal.decision === 'pending'
       ? `This call needs a human's approval (${refusal.approvalId ?? 'unknown'}). Tell the user; retry the same call after it is approved.`
-      : `This call was denied by the gateway's security policy${refusal.rule ? ` (rule '${refusal.rule}')` : ''}: ${refusal.reason}.` +
+      : `This call was denied by the gateway's security policy: ${refusal.reason}` +
+        (refusal.rule && !refusal.reason.includes(refusal.rule) ? ` (rule '${refusal.rule}')` : '') +
         (refusal.retryAfterSeconds !== undefined
-          ? ` You may retry after ${refusal.retryAfterSeconds} seconds.`
-          : ' Do not retry it unchanged.');
-  const structuredContent = {
+          ? `. You may retry after ${refusal.retryAfterSeconds} seconds.`
+          : '. Do not retry it unchanged.');
+  const decision = {
     decision: refusal.decision,
     rule: refusal.rule,
     approvalId: refusal.approvalId ?? null,
@@ -67,7 +71,10 @@ export function toolRefusalAnswer(id: JsonRpcId, refusal: ToolRefusal): DeniedAn
     body: JSON.stringify({
       jsonrpc: '2.0',
       id,
-      result: { content: [{ type: 'text', text }], structuredContent, isError: true },
+      // The machine-readable decision goes in _meta, not structuredContent: clients validate
+      // structuredContent against the tool's outputSchema even on errors (the official SDK throws),
+      // and authz cannot know that schema.
+      result: { content: [{ type: 'text', text }], isError: true, _meta: { [DECISION_META_KEY]: decision } },
     }),
   };
 }

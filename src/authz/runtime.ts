@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { keysDir, loadOrCreateKey } from '../config/keys.js';
 import { looksLikeApiKey } from '../identity/api-keys.js';
-import { createInternalJwtIssuer, FileKeyRing, type KeyRing } from '../identity/internal-jwt.js';
+import { createInternalJwtIssuer, FileKeyRing } from '../identity/internal-jwt.js';
 import { createJwtVerifier, type JwtVerifier, type JwtVerifierOptions } from '../identity/jwt.js';
 import { requestMac } from '../identity/request-mac.js';
 import { verifyServerRequestId, verifySessionId } from '../identity/session.js';
@@ -15,6 +15,7 @@ import type { Logger } from '../log.js';
 import { approvalSettingsFor, compilePolicyText, type CompiledPolicy } from '../policy/compile.js';
 import type { PolicyDiagnostic } from '../policy/load.js';
 import type { PolicyFile } from '../policy/schema.js';
+import type { Layer1Data } from '../policy/layer1-types.js';
 import { createLayer1Engine, type Layer1Engine } from '../policy/layer1.js';
 import { readPolicyText } from '../policy/load.js';
 import { check, type AuthResult, type CheckDeps, type CheckResult, type DecisionFacts } from './check.js';
@@ -42,25 +43,35 @@ export const MAX_APPROVAL_WAIT_MS = 750;
 /** The text used when no policy file is given: no rules, so every tool call is denied. */
 export const EMPTY_POLICY = 'version: "1.0"\n';
 
+/** Runtime state the file does not hold (services enabled/suspended by an admin) laid over its catalog. */
+export type CatalogOverlay = (data: Layer1Data) => Promise<Layer1Data>;
+
+export interface PolicyHolderOptions {
+  /** Runs before a new policy becomes visible (e.g. to register its Layer 2 rules). */
+  onSwap?: (active: ActivePolicy) => void;
+  overlay?: CatalogOverlay;
+}
+
 export class PolicyHolder {
   #active: ActivePolicy;
   readonly #onSwap: (active: ActivePolicy) => void;
+  readonly #overlay: CatalogOverlay;
 
-  private constructor(active: ActivePolicy, onSwap: (active: ActivePolicy) => void) {
+  private constructor(active: ActivePolicy, opts: PolicyHolderOptions) {
     this.#active = active;
-    this.#onSwap = onSwap;
-    onSwap(active);
+    this.#onSwap = opts.onSwap ?? (() => {});
+    this.#overlay = opts.overlay ?? ((d) => Promise.resolve(d));
+    this.#onSwap(active);
   }
 
-  /** `onSwap` runs before a new policy becomes visible (e.g. to register its Layer 2 rules). */
   static async create(
     text: string,
     file: string,
-    onSwap: (active: ActivePolicy) => void = () => {},
+    opts: PolicyHolderOptions = {},
   ): Promise<{ holder: PolicyHolder } | { errors: PolicyDiagnostic[] }> {
-    const built = await build(text, file);
+    const built = await build(text, file, opts.overlay);
     if (!built.ok) return { errors: built.errors };
-    return { holder: new PolicyHolder(built.active, onSwap) };
+    return { holder: new PolicyHolder(built.active, opts) };
   }
 
   get active(): ActivePolicy {
@@ -69,24 +80,31 @@ export class PolicyHolder {
 
   /** Validates and compiles `text` completely before swapping; on any error the old policy stays. */
   async apply(text: string, file: string): Promise<ApplyResult> {
-    const built = await build(text, file);
+    const built = await build(text, file, this.#overlay);
     if (!built.ok) return built;
     this.#onSwap(built.active);
     this.#active = built.active;
     return { ok: true, revision: built.active.engine.revision, warnings: built.warnings };
+  }
+
+  /** Re-applies the runtime overlay (a service was enabled, disabled or suspended) to the same revision. */
+  async refreshOverlay(): Promise<void> {
+    const active = this.#active;
+    await active.engine.swap(await this.#overlay(active.compiled.data));
   }
 }
 
 async function build(
   text: string,
   file: string,
+  overlay: CatalogOverlay = (d) => Promise.resolve(d),
 ): Promise<
   { ok: true; active: ActivePolicy; warnings: PolicyDiagnostic[] } | { ok: false; errors: PolicyDiagnostic[] }
 > {
   const result = compilePolicyText(text, file);
   if (!result.ok) return result;
   try {
-    const engine = await createLayer1Engine(result.compiled.data);
+    const engine = await createLayer1Engine(await overlay(result.compiled.data));
     return {
       ok: true,
       active: { engine, compiled: result.compiled, policy: result.policy, source: file },
@@ -96,7 +114,7 @@ async function build(
     return {
       ok: false,
       errors: [
-        { file, line: 0, column: 0, path: '', message: `policy engine rejected the compiled policy: ${String(err)}` },
+        { file, line: 1, column: 1, path: '', message: `policy engine rejected the compiled policy: ${String(err)}` },
       ],
     };
   }
@@ -111,6 +129,8 @@ export interface AuthzRuntimeOptions {
   jwt?: JwtVerifierOptions;
   policyFile?: string;
   separator?: string;
+  /** Runtime service states (admin enable/disable/suspend) laid over the file's catalog. */
+  overlay?: CatalogOverlay;
   /** Envoy's max_request_bytes (the built-in front uses the same). */
   maxBodyBytes?: number;
   logger: Logger;
@@ -120,7 +140,7 @@ export interface AuthzRuntimeOptions {
 
 export interface AuthzRuntime {
   readonly policy: PolicyHolder;
-  readonly keyRing: KeyRing;
+  readonly keyRing: FileKeyRing;
   readonly sessionKey: Buffer;
   readonly requestMacKey: Buffer;
   check(view: HttpRequestView): Promise<CheckResult>;
@@ -152,9 +172,10 @@ export async function createAuthzRuntime(opts: AuthzRuntimeOptions): Promise<Aut
 
   const initial = await loadPolicySource(opts.policyFile);
   if (!initial.ok) throw new PolicyLoadError(initial.errors);
-  const created = await PolicyHolder.create(initial.text, initial.file, (active) =>
-    store?.setRules(active.engine.revision, active.compiled.layer2),
-  );
+  const created = await PolicyHolder.create(initial.text, initial.file, {
+    onSwap: (active) => store?.setRules(active.engine.revision, active.compiled.layer2),
+    ...(opts.overlay ? { overlay: opts.overlay } : {}),
+  });
   if ('errors' in created) throw new PolicyLoadError(created.errors);
   const policy = created.holder;
 

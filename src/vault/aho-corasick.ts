@@ -273,7 +273,7 @@ export class AhoCorasick {
   find(text: string, sink: (end: number, length: number, pattern: number) => boolean | void): void {
     const m = this.#skipMin;
     const n = text.length;
-    if (m === 0 || n < 2 * m) {
+    if (m === 0) {
       this.#run(text, 0, Infinity, 0, sink);
       return;
     }

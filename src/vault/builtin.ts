@@ -232,7 +232,8 @@ export class BuiltinSecretStore implements SecretStore {
         [service, name],
       );
       const rowKey = own.rows[0]?.key_id;
-      if (rowKey !== undefined && asString(rowKey) !== this.keyId) throw this.#mismatch(service, name, asString(rowKey));
+      if (rowKey !== undefined && asString(rowKey) !== this.keyId)
+        throw this.#mismatch(service, name, asString(rowKey));
       await this.check();
       throw new SecretStoreError('conflict', `the secret ${service}/${name} could not be written; try again`);
     }

@@ -122,7 +122,10 @@ export class VaultSecretStore implements SecretStore {
       throw new SecretStoreError('backend', `the Vault address must be http:// or https://, not ${url.protocol}`);
     }
     if (url.username || url.password) {
-      throw new SecretStoreError('backend', 'the Vault address must not contain credentials; give the token separately');
+      throw new SecretStoreError(
+        'backend',
+        'the Vault address must not contain credentials; give the token separately',
+      );
     }
     if (url.protocol === 'http:' && !isLoopback(url.hostname) && !opts.allowInsecureHttp) {
       throw new SecretStoreError(
@@ -158,7 +161,16 @@ export class VaultSecretStore implements SecretStore {
     what: string,
     body?: Json,
   ): Promise<{ status: number; body: unknown }> {
-    const token = await this.#token();
+    let token: string;
+    try {
+      token = await this.#token();
+    } catch (err) {
+      // e.g. a token file with the wrong mode: keys.ts words the fix and never quotes content.
+      throw new SecretStoreError(
+        'forbidden',
+        `cannot read the Vault token: ${err instanceof Error ? err.message : 'unknown error'}`,
+      );
+    }
     if (typeof token !== 'string' || token === '' || /[\r\n]/.test(token)) {
       throw new SecretStoreError('forbidden', 'no usable Vault token is configured');
     }
@@ -180,7 +192,10 @@ export class VaultSecretStore implements SecretStore {
       const code = causeCode(err);
       const name = err instanceof Error ? err.name : '';
       if (name === 'TimeoutError' || name === 'AbortError' || code === 'UND_ERR_CONNECT_TIMEOUT') {
-        throw new SecretStoreError('timeout', `Vault at ${this.address} did not answer within ${this.#timeoutMs} ms (${what})`);
+        throw new SecretStoreError(
+          'timeout',
+          `Vault at ${this.address} did not answer within ${this.#timeoutMs} ms (${what})`,
+        );
       }
       const why = code === 'ECONNREFUSED' ? 'connection refused; is it running?' : code ? code : 'network error';
       throw new SecretStoreError(
@@ -251,7 +266,10 @@ export class VaultSecretStore implements SecretStore {
   /** Writes with check-and-set; false when someone else wrote first. Returns the new version. */
   async #write(service: string, fields: Record<string, Json>, cas: number): Promise<number | false> {
     const what = `writing ${this.pathFor(service)}`;
-    const r = await this.#request('POST', `${this.mount}/data/services/${service}`, what, { options: { cas }, data: fields });
+    const r = await this.#request('POST', `${this.mount}/data/services/${service}`, what, {
+      options: { cas },
+      data: fields,
+    });
     if (r.status === 400 && /check-and-set/i.test(vaultErrors(r.body))) return false;
     if (r.status !== 200 && r.status !== 204) throw this.#fail(what, r);
     const inner = isObject(r.body) && isObject(r.body['data']) ? r.body['data'] : null;

@@ -37,7 +37,10 @@ export class LiveRedactor {
     const live = new LiveRedactor(store, opts);
     live.#unwatch = await store.watch(() => {
       live.refresh().catch((err: unknown) => {
-        live.#opts.log?.('could not reload secrets for redaction; the previous set (still complete) stays in force', err);
+        live.#opts.log?.(
+          'could not reload secrets for redaction; the previous set (still complete) stays in force',
+          err,
+        );
       });
     });
     await live.refresh();

@@ -25,7 +25,11 @@ export interface MigrateSecretsOptions {
   /** Default true. false copies and verifies only (the source keeps everything). */
   deleteFromSource?: boolean;
   /** Progress for the CLI: names only. */
-  onProgress?: (event: { step: 'copied' | 'present' | 'conflict' | 'deleted'; service: string; variable: string }) => void;
+  onProgress?: (event: {
+    step: 'copied' | 'present' | 'conflict' | 'deleted';
+    service: string;
+    variable: string;
+  }) => void;
 }
 
 export interface MigrateSecretsReport {

@@ -3,7 +3,14 @@
  * whatever the operator arranged outside mcpgw (Kubernetes External Secrets, ECS, …). Writes are
  * refused rather than accepted and dropped, so nobody believes a secret is isolated when it is not.
  */
-import { SecretStoreError, mergeDeclared, validateEntry, validateService, type SecretListing, type SecretStore } from './types.js';
+import {
+  SecretStoreError,
+  mergeDeclared,
+  validateEntry,
+  validateService,
+  type SecretListing,
+  type SecretStore,
+} from './types.js';
 
 export class NoneSecretStore implements SecretStore {
   readonly kind = 'none' as const;

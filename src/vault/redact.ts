@@ -271,6 +271,7 @@ export class Redactor {
  * state carries over, and the last `maxPatternLength - 1` characters (more while a redaction there
  * might still grow by an overlapping match) are held back until the next chunk or `end()`. Each
  * `push` returns what is final; the concatenation of all outputs equals redacting the whole text.
+ * It runs the plain automaton (no skipping), since the state must carry from chunk to chunk.
  */
 export class StreamRedactor {
   readonly #ac: AhoCorasick;

@@ -153,7 +153,10 @@ export function validateValue(value: string): void {
     );
   }
   if (value.includes('\0')) {
-    throw new SecretStoreError('invalid_value', 'the value contains a NUL character, which no environment variable can hold');
+    throw new SecretStoreError(
+      'invalid_value',
+      'the value contains a NUL character, which no environment variable can hold',
+    );
   }
   if (!wellFormed(value)) {
     throw new SecretStoreError('invalid_value', 'the value is not well-formed Unicode (a lone surrogate)');
@@ -186,7 +189,15 @@ export function mergeDeclared(
     }
   }
   return out.sort((a, b) =>
-    a.service === b.service ? (a.variable < b.variable ? -1 : a.variable > b.variable ? 1 : 0) : a.service < b.service ? -1 : 1,
+    a.service === b.service
+      ? a.variable < b.variable
+        ? -1
+        : a.variable > b.variable
+          ? 1
+          : 0
+      : a.service < b.service
+        ? -1
+        : 1,
   );
 }
 

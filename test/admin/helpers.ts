@@ -72,9 +72,9 @@ export async function openHarness(opts: Partial<AdminDeps> & { policy?: string }
     home,
     auditKey: randomBytes(32),
   });
-  const created = await PolicyHolder.create(opts.policy ?? POLICY, 'mcp-security.yaml', (active) =>
-    store.setRules(active.engine.revision, active.compiled.layer2),
-  );
+  const created = await PolicyHolder.create(opts.policy ?? POLICY, 'mcp-security.yaml', {
+    onSwap: (active) => store.setRules(active.engine.revision, active.compiled.layer2),
+  });
   if ('errors' in created) throw new Error(JSON.stringify(created.errors));
   const holder = created.holder;
   const h: Harness = {

@@ -3,7 +3,7 @@
  * otherwise, whatever `x-mcpgw-user` says), bodies are size-limited strict JSON, answers are JSON
  * that no cache keeps.
  */
-import { createServer, request, type Server } from 'node:http';
+import { createServer, request, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminHttpHandler, internalJwtCallerVerifier } from '../../src/admin/http.js';
@@ -87,6 +87,34 @@ const json = { 'content-type': 'application/json' };
 function code(a: Answer): string {
   return errorBodySchema.parse(a.json).error.code;
 }
+
+describe('internalJwtCallerVerifier', () => {
+  it('re-reads the key ring once when a token names an unknown key', async () => {
+    const rotated = await MemoryKeyRing.create();
+    let current = await MemoryKeyRing.create();
+    let refreshes = 0;
+    const verify = internalJwtCallerVerifier(
+      { verificationKeys: () => current.verificationKeys() },
+      {
+        refreshKeys: async () => {
+          refreshes++;
+          current = rotated;
+          return true;
+        },
+      },
+    );
+    const token = await createInternalJwtIssuer({ ring: rotated }).mint({ sub: 'owner', role: 'admin' });
+    const req = { headers: { authorization: `Bearer ${token}` } } as unknown as IncomingMessage;
+    expect(await verify(req)).toEqual({ id: 'owner', role: 'admin' });
+    expect(refreshes).toBe(1);
+    const forged = await createInternalJwtIssuer({ ring: await MemoryKeyRing.create() }).mint({
+      sub: 'owner',
+      role: 'admin',
+    });
+    const bad = { headers: { authorization: `Bearer ${forged}` } } as unknown as IncomingMessage;
+    expect(await verify(bad)).toBeNull();
+  });
+});
 
 describe('admin over HTTP', () => {
   it('401 without a valid internal JWT, whatever x-mcpgw-user says', async () => {

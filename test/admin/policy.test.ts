@@ -49,20 +49,26 @@ describe('policy', () => {
       await h.call('POST', '/policy', { body: { filename: 'next.yaml', content: edited, dryRun: true } }),
       policyApplyResponseSchema,
     );
-    expect(res).toMatchObject({ applied: false, dryRun: true, storedAs: null, previousRevision: before.engine.revision });
+    expect(res).toMatchObject({
+      applied: false,
+      dryRun: true,
+      storedAs: null,
+      previousRevision: before.engine.revision,
+    });
     expect(res.revision).not.toBe(before.engine.revision);
     expect(res.diff.changes).toEqual(
       expect.arrayContaining([
         { kind: 'limit', name: 'page reads', change: 'changed', fields: ['max'] },
         { kind: 'rule', name: 'lists are fine', change: 'added', fields: [] },
         { kind: 'duty', name: 'four eyes', change: 'removed', fields: [] },
+        // How a backend is run is not part of the compiled revision, but it is a change.
+        { kind: 'service', name: 'gmail', change: 'changed', fields: ['command'] },
       ]),
     );
+    expect(res.diff.changes).toHaveLength(4);
     expect(res.diff.summary).toContain('rules: 1 added');
     expect(res.diff.summary).toContain('limits: 1 changed');
     expect(res.diff.summary).toContain('duties: 1 removed');
-    // The running policy's services: settings are not known yet (loaded without the admin API).
-    expect(res.diff.changes.some((c) => c.kind === 'service')).toBe(false);
     expect(h.holder.active).toBe(before);
     expect(await revisionCount()).toBe(revs);
   });
@@ -78,9 +84,7 @@ describe('policy', () => {
     expect(err.message).toContain('the running policy is unchanged');
     const details = policyDiagnosticSchema.array().parse(err.details);
     const line = broken.split('\n').findIndex((l) => l.includes('1 hour')) + 1;
-    expect(details).toContainEqual(
-      expect.objectContaining({ file: 'broken.yaml', line, path: 'limits[0].per' }),
-    );
+    expect(details).toContainEqual(expect.objectContaining({ file: 'broken.yaml', line, path: 'limits[0].per' }));
     expect(details[0]?.column).toBeGreaterThan(0);
     expect(h.holder.active).toBe(before);
     expect(await revisionCount()).toBe(0);
@@ -105,7 +109,7 @@ describe('policy', () => {
     expectError(await h.call('POST', '/policy', { body: undefined }), 400, 'bad_request');
   });
 
-  it('applies: stores a revision, swaps, audits; the next diff knows the services settings', async () => {
+  it('applies: stores a revision, swaps, audits', async () => {
     const before = h.holder.active.engine.revision;
     const res = expectOk(
       await h.call('POST', '/policy', { body: { filename: 'next.yaml', content: edited } }),
@@ -119,19 +123,31 @@ describe('policy', () => {
     expect(stored?.compiled).toMatchObject({ revision: res.revision, file: 'next.yaml' });
 
     const info = expectOk(await h.call('GET', '/policy'), policyInfoResponseSchema);
-    expect(info).toMatchObject({ revision: res.revision, file: 'next.yaml', storedAs: res.revision, appliedBy: 'owner' });
+    expect(info).toMatchObject({
+      revision: res.revision,
+      file: 'next.yaml',
+      storedAs: res.revision,
+      appliedBy: 'owner',
+    });
     expect(info.appliedAt).not.toBeNull();
 
     const audit = await h.store.db.query(`SELECT user_id, detail FROM audit_log WHERE method = 'admin/policy.apply'`);
     expect(audit.rows).toHaveLength(1);
-    expect(audit.rows[0]).toMatchObject({ user_id: 'owner', detail: { revision: res.revision, previousRevision: before } });
+    expect(audit.rows[0]).toMatchObject({
+      user_id: 'owner',
+      detail: { revision: res.revision, previousRevision: before },
+    });
 
-    // Back to the original: the service command change is visible now that both sides are known.
     const back = expectOk(
       await h.call('POST', '/policy', { body: { filename: 'mcp-security.yaml', content: POLICY, dryRun: true } }),
       policyApplyResponseSchema,
     );
-    expect(back.diff.changes).toContainEqual({ kind: 'service', name: 'gmail', change: 'changed', fields: ['command'] });
+    expect(back.diff.changes).toContainEqual({
+      kind: 'service',
+      name: 'gmail',
+      change: 'changed',
+      fields: ['command'],
+    });
   });
 
   it('re-applying a stored revision (a rollback) stores a new row so replicas hear of it', async () => {
@@ -171,7 +187,10 @@ describe('policy', () => {
   it('approvers cannot read or change the policy', async () => {
     expectError(await h.call('GET', '/policy', { as: { id: 'alice', role: 'approver' } }), 403, 'forbidden');
     expectError(
-      await h.call('POST', '/policy', { body: { filename: 'x', content: POLICY }, as: { id: 'alice', role: 'approver' } }),
+      await h.call('POST', '/policy', {
+        body: { filename: 'x', content: POLICY },
+        as: { id: 'alice', role: 'approver' },
+      }),
       403,
       'forbidden',
     );

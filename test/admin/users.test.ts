@@ -184,7 +184,11 @@ describe('users', () => {
       400,
       'bad_request',
     );
-    expectError(await h.call('POST', '/users/jarvis/grants', { body: { service: 'docs', tools: [] } }), 400, 'bad_request');
+    expectError(
+      await h.call('POST', '/users/jarvis/grants', { body: { service: 'docs', tools: [] } }),
+      400,
+      'bad_request',
+    );
 
     const audit = await h.store.db.query(
       `SELECT method, service, detail FROM audit_log WHERE method LIKE 'admin/grants.%' ORDER BY id`,
@@ -200,7 +204,10 @@ describe('users', () => {
 
   it('percent-encoded names in the path (a resource URI grant)', async () => {
     const uri = 'file:///data/report.txt';
-    expectOk(await h.call('POST', '/users/jarvis/grants', { body: { service: 'docs', tools: [uri] } }), grantsResponseSchema);
+    expectOk(
+      await h.call('POST', '/users/jarvis/grants', { body: { service: 'docs', tools: [uri] } }),
+      grantsResponseSchema,
+    );
     const res = expectOk(
       await h.call('DELETE', `/users/jarvis/grants/docs/${encodeURIComponent(uri)}`),
       revokeGrantResponseSchema,

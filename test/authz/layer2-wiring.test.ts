@@ -77,7 +77,7 @@ const header = (r: CheckResponse, k: string) =>
 const result = (r: CheckResponse) =>
   (
     JSON.parse(r.deniedResponse?.body ?? '{}') as {
-      result?: { structuredContent?: Record<string, unknown>; content?: { text: string }[] };
+      result?: { _meta?: Record<string, Record<string, unknown>>; content?: { text: string }[] };
     }
   ).result;
 
@@ -97,7 +97,7 @@ describe('Layer 2 behind the Check handler', () => {
     const id = header(first, 'x-mcpgw-approval-id') ?? '';
     expect(id).toMatch(/^ap-[0-9A-HJKMNP-TV-Z]{10}$/);
     expect(header(first, 'x-mcpgw-decision')).toBe('pending');
-    expect(result(first)?.structuredContent).toMatchObject({
+    expect(result(first)?._meta?.['io.mcpgw/decision']).toMatchObject({
       decision: 'pending',
       approvalId: id,
       rule: 'Approve external mail',

@@ -85,11 +85,11 @@ describeWith(['envoy'], 'real Envoy → real mcpgw authz → gateway', () => {
     expect(res.headers['x-mcpgw-decision']).toBe('deny');
     const out = JSON.parse(res.body.toString()) as {
       id: number;
-      result: { isError: boolean; structuredContent: { rule: string } };
+      result: { isError: boolean; _meta: Record<string, { rule: string }> };
     };
     expect(out.id).toBe(42);
     expect(out.result.isError).toBe(true);
-    expect(out.result.structuredContent.rule).toBe('Block BCC');
+    expect(out.result._meta['io.mcpgw/decision']?.rule).toBe('Block BCC');
     expect(gateway.hits.length).toBe(before);
   });
 

@@ -38,7 +38,8 @@ import {
   type UpstreamHit,
 } from '../envoy/harness.js';
 import { CORPUS, PATHS, verdict, type Case } from './corpus.js';
-import { exchange, rawRequest, type WireResponse } from './wire.js';
+import { deadPort, startScriptedGateway, type ScriptedGateway } from './scripted-gateway.js';
+import { exchange, rawRequest, type WireOptions, type WireResponse } from './wire.js';
 
 const HTTP_DATE = /^[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT$/;
 const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
@@ -46,7 +47,7 @@ const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f
 type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
 
 interface Observed {
-  response: Omit<WireResponse, 'closed' | 'arrivals'>;
+  response: Omit<WireResponse, 'closed' | 'arrivals' | 'body'> & { body: string };
   checks: Json[];
   hits: { method: string; url: string; headers: Record<string, unknown>; body: string }[];
 }
@@ -97,7 +98,15 @@ function normalizeResponse(r: WireResponse): Observed['response'] {
     if (name === 'server') return [k, '<server>'];
     return [k, v];
   });
-  return { interim: r.interim, status: r.status, reason: r.reason, headers, body: r.body, framing: r.framing };
+  // A string compares at memcmp speed; a Buffer is compared element by element.
+  return {
+    interim: r.interim,
+    status: r.status,
+    reason: r.reason,
+    headers,
+    body: r.body.toString('latin1'),
+    framing: r.framing,
+  };
 }
 
 describeWith(['envoy'], 'built-in front vs real Envoy (differential)', () => {
@@ -172,5 +181,271 @@ describeWith(['envoy'], 'built-in front vs real Envoy (differential)', () => {
       const b = await observe(builtin.port, c);
       expect({ path, ...b.observed }).toEqual({ path, ...e.observed });
     }
+  });
+
+  it('headers: 150 generated header sets (fixed seed) give the same CheckRequest, gateway request and reply', async () => {
+    const names = [
+      'x-a',
+      'X-A',
+      'x-b',
+      'cookie',
+      'x-forwarded-for',
+      'x-forwarded-proto',
+      'x-request-id',
+      'te',
+      'expect',
+      'connection',
+      'x-envoy-retry-on',
+      'x-envoy-foo',
+      'x-envoy-auth-partial-body',
+      'upgrade',
+      'keep-alive',
+      'via',
+      'authorization',
+      'x-mcpgw-user',
+      'user-agent',
+      'accept',
+      'mcp-session-id',
+      'x-verdict',
+    ];
+    const values = [
+      '1',
+      'a b',
+      '',
+      ' padded ',
+      'x,y',
+      'close',
+      'keep-alive',
+      'x-a',
+      'trailers',
+      'gzip, trailers',
+      '100-continue',
+      'caf\xc3\xa9',
+      '\xff\xfe',
+      'deny-403',
+      'mutate',
+      'allow',
+      'websocket',
+      'h2c',
+      'Upgrade',
+    ];
+    let seed = 0x1b873593;
+    const next = (n: number): number => {
+      seed ^= seed << 13;
+      seed ^= seed >>> 17;
+      seed ^= seed << 5;
+      return (seed >>> 0) % n;
+    };
+    for (let i = 0; i < 150; i++) {
+      const lines: string[] = [];
+      const count = next(7);
+      for (let j = 0; j < count; j++) lines.push(`${names[next(names.length)]}: ${values[next(values.length)]}`);
+      const method = ['GET', 'POST', 'DELETE'][next(3)] as string;
+      const body = method === 'POST' ? '{"a":1}' : '';
+      const request = rawRequest(
+        [
+          `${method} /mcp HTTP/1.1`,
+          'Host: headers.test',
+          ...lines,
+          ...(body ? [`Content-Length: ${body.length}`] : []),
+        ],
+        body,
+      );
+      const c = { name: lines.join(' | '), request, expectStatus: 0 };
+      const e = await observe(envoy.port, c);
+      const b = await observe(builtin.port, c);
+      expect({ lines, ...b.observed }).toEqual({ lines, ...e.observed });
+    }
+  });
+
+  it('path normalization: 250 generated paths (fixed seed) get the same status and path on both', async () => {
+    // Pieces that exercise dot segments (with parameters too), escapes (valid, invalid, nested),
+    // backslashes and slashes. Runs of 7,500 paths with other seeds agreed as well.
+    const pieces = [
+      '/',
+      '/',
+      '.',
+      '..',
+      '%2e',
+      '%2E',
+      '%',
+      '%4',
+      '%41',
+      '%2',
+      '%32',
+      '%25',
+      '%3a',
+      '\\',
+      'a',
+      'b',
+      ';',
+      '"',
+      '~',
+      '%7e',
+      '?',
+      '%00',
+      '%2f',
+      '.;',
+      '..;',
+      ';x',
+      '%2e;',
+      '//',
+      '%%',
+      '%7E',
+      '%2a',
+      '{',
+      '%20',
+      '%3B',
+      '.%2e',
+      '%c3%a9',
+      '*',
+    ];
+    let seed = 0x2545f491;
+    const next = (n: number): number => {
+      seed ^= seed << 13;
+      seed ^= seed >>> 17;
+      seed ^= seed << 5;
+      return (seed >>> 0) % n;
+    };
+    for (let i = 0; i < 250; i++) {
+      let path = '/admin/v1/';
+      const len = 1 + next(8);
+      for (let j = 0; j < len; j++) path += pieces[next(pieces.length)];
+      const request = rawRequest([`GET ${path} HTTP/1.1`, 'Host: paths.test']);
+      const [e, b] = [
+        await observe(envoy.port, { name: path, request, expectStatus: 0 }),
+        await observe(builtin.port, { name: path, request, expectStatus: 0 }),
+      ];
+      const summary = (o: Observed) => ({
+        path,
+        status: o.response.status,
+        checked: o.checks.map(
+          (c) => (c as { attributes: { request: { http: { path: string } } } }).attributes.request.http.path,
+        ),
+        forwarded: o.hits.map((h) => h.url),
+      });
+      expect(summary(b.observed)).toEqual(summary(e.observed));
+    }
+  });
+});
+
+/**
+ * The gateway half: how each front passes on what the gateway answers (heads, framing, resets,
+ * slowness, a gateway that is down) and what it does when the client leaves mid-stream.
+ */
+describeWith(['envoy'], 'built-in front vs real Envoy: gateway answers (differential)', () => {
+  let authz: FakeAuthz;
+  let scripted: ScriptedGateway;
+  const fronts: { name: string; up: number; down: number; stop(): Promise<void> }[] = [];
+
+  beforeAll(async () => {
+    authz = await startFakeAuthz(verdict);
+    scripted = await startScriptedGateway();
+    const dead = await deadPort();
+    const config = (port: number) => ({
+      authz: { host: '127.0.0.1', port: authz.port },
+      gateway: { host: '127.0.0.1', port },
+    });
+    const envoyBin = findExecutable('envoy') ?? 'envoy';
+    const [eUp, eDown, bUp, bDown] = await Promise.all([
+      startEnvoy(envoyBin, config(scripted.port)),
+      startEnvoy(envoyBin, config(dead)),
+      startBuiltinFront({ ...config(scripted.port), listen: { host: '127.0.0.1', port: 0 } }),
+      startBuiltinFront({ ...config(dead), listen: { host: '127.0.0.1', port: 0 } }),
+    ]);
+    fronts.push(
+      {
+        name: 'envoy',
+        up: eUp.port,
+        down: eDown.port,
+        stop: async () => void (await Promise.all([eUp.stop(), eDown.stop()])),
+      },
+      {
+        name: 'builtin',
+        up: bUp.port,
+        down: bDown.port,
+        stop: async () => void (await Promise.all([bUp.close(), bDown.close()])),
+      },
+    );
+  });
+
+  afterAll(async () => {
+    for (const f of fronts) await f.stop();
+    await scripted?.close();
+    await authz?.close();
+  });
+
+  /** Both fronts at once (the slow cases take seconds), compared after normalization. */
+  async function compareAt(which: 'up' | 'down', request: Buffer, opts: WireOptions = {}): Promise<WireResponse[]> {
+    const [e, b] = fronts.map((f) => exchange(f[which], request, opts));
+    const results = await Promise.all([e, b] as Promise<WireResponse>[]);
+    const [re, rb] = results as [WireResponse, WireResponse];
+    expect(normalizeResponse(rb)).toEqual(normalizeResponse(re));
+    return results;
+  }
+
+  const mode = (m: string, path = '/mcp', method = 'GET') =>
+    rawRequest([`${method} ${path} HTTP/1.1`, 'Host: mcpgw.test', `x-mode: ${m}`]);
+
+  it('a gateway head: reason phrase replaced, server overwritten, hop-by-hop headers dropped, the rest in order', async () => {
+    const [e] = await compareAt('up', mode('headers'));
+    expect(e?.reason).toBe('Created');
+  });
+
+  it('a gateway error status passes as is (no local reply body)', async () => {
+    const [e] = await compareAt('up', mode('error-status'));
+    expect(e?.body.toString()).toBe('gateway says no');
+  });
+
+  it('an empty 404, a 304, and a 100 Continue before the answer', async () => {
+    await compareAt('up', mode('empty-404'));
+    await compareAt('up', mode('not-modified'));
+    const [e] = await compareAt('up', mode('continue'));
+    expect(e?.interim).toEqual([]);
+  });
+
+  it('a close-delimited gateway body is re-framed as chunked', async () => {
+    const [e] = await compareAt('up', mode('close-delimited'));
+    expect(e?.framing).toBe('chunked');
+  });
+
+  it('HEAD through a checked route (admin)', async () => {
+    await compareAt('up', mode('default', '/admin/v1/x', 'HEAD'), { head: true });
+  });
+
+  it('a 3 MiB response', async () => {
+    const [e] = await compareAt('up', mode('big'));
+    expect(e?.body.length).toBe(3 * 1024 * 1024);
+  });
+
+  it('the gateway resets mid-body: the client gets what was sent, then the connection closes', async () => {
+    const [e] = await compareAt('up', mode('reset-mid-body'));
+    expect(e?.framing).toBe('close');
+  });
+
+  it('the gateway resets before answering: 503 with a JSON-RPC body', async () => {
+    const [e] = await compareAt('up', mode('reset-before-head'));
+    expect(e?.status).toBe(503);
+  });
+
+  it('the gateway is down: 503 on checked and unchecked routes', async () => {
+    const [e] = await compareAt('down', mode('default'));
+    expect(e?.status).toBe(503);
+    await compareAt('down', mode('default', '/healthz'));
+  });
+
+  it('/healthz past its 5 s route timeout: 504', async () => {
+    const [e] = await compareAt('up', mode('slow', '/healthz'), { timeoutMs: 8000 });
+    expect(e?.status).toBe(504);
+  }, 15_000);
+
+  it('a client that leaves a stream aborts the gateway request', async () => {
+    const before = scripted.abandoned.length;
+    const results = await Promise.all(
+      fronts.map((f) => exchange(f.up, mode('stream'), { abortAfterMs: 200, timeoutMs: 3000 })),
+    );
+    for (const r of results) expect(r.body.toString()).toContain('data: first');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(scripted.abandoned.slice(before)).toEqual(['stream', 'stream']);
   });
 });

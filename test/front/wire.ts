@@ -25,7 +25,7 @@ export interface WireResponse {
 export interface WireOptions {
   /** Give up after this long (default 5000 ms). */
   timeoutMs?: number;
-  /** After a complete response, how long to watch for the server closing the connection. */
+  /** After a complete response, how long to watch for the server closing the connection (default 0). */
   closeWaitMs?: number;
   /** The request was HEAD (no response body whatever the headers say). */
   head?: boolean;
@@ -105,7 +105,7 @@ function parse(
 /** Sends `request` on a fresh connection to 127.0.0.1:`port` and reads one response. */
 export function exchange(port: number, request: Buffer | string, opts: WireOptions = {}): Promise<WireResponse> {
   const timeoutMs = opts.timeoutMs ?? 5000;
-  const closeWaitMs = opts.closeWaitMs ?? 60;
+  const closeWaitMs = opts.closeWaitMs ?? 0;
   return new Promise((resolve, reject) => {
     const socket = connect(port, '127.0.0.1');
     let buf = Buffer.alloc(0);

@@ -117,13 +117,13 @@ policies:
     expect(textOf(await client.callTool({ name: 'docs__echo', arguments: { text: 'hello' } }))).toBe('echo: hello');
     const denied = await client.callTool({ name: 'docs__echo', arguments: { text: 'the secret plan' } });
     expect(denied.isError).toBe(true);
-    expect(denied.structuredContent).toMatchObject({ decision: 'deny', rule: 'no secrets' });
+    expect(denied._meta?.['io.mcpgw/decision']).toMatchObject({ decision: 'deny', rule: 'no secrets' });
     expect(textOf(denied)).toMatch(/denied by the gateway's security policy/);
     // Dave has no grant on gmail: authz refuses before the gateway sees it.
     const dave = (await agent('dave')).client;
     const noGrant = await dave.callTool({ name: 'gmail__echo', arguments: { text: 'x' } });
     expect(noGrant.isError).toBe(true);
-    expect(noGrant.structuredContent).toMatchObject({ decision: 'deny' });
+    expect(noGrant._meta?.['io.mcpgw/decision']).toMatchObject({ decision: 'deny' });
   });
 
   it('progress streams back through Envoy, and a sampling answer gets back through authz', async () => {

@@ -68,15 +68,21 @@ describe('AhoCorasick', () => {
 
   it('agrees with a naive search, with full and with minimal dense tables (property)', () => {
     const alphabet = fc.constantFrom('a', 'b', 'c', 'é', '\ud83d', '\ude00');
-    const str = (min: number, max: number) => fc.array(alphabet, { minLength: min, maxLength: max }).map((a) => a.join(''));
+    const str = (min: number, max: number) =>
+      fc.array(alphabet, { minLength: min, maxLength: max }).map((a) => a.join(''));
     fc.assert(
-      fc.property(fc.uniqueArray(str(1, 6), { minLength: 1, maxLength: 12 }), str(0, 80), fc.integer({ min: 1, max: 64 }), (patterns, text, budget) => {
-        const expected = naive(patterns, text);
-        expect(scanAll(new AhoCorasick(patterns), text)).toEqual(expected);
-        expect(scanAll(new AhoCorasick(patterns, { denseBudget: budget }), text)).toEqual(expected);
-        expect(new AhoCorasick(patterns, { denseBudget: budget }).test(text)).toBe(expected.length > 0);
-        expect(findAll(new AhoCorasick(patterns), text)).toEqual(expected);
-      }),
+      fc.property(
+        fc.uniqueArray(str(1, 6), { minLength: 1, maxLength: 12 }),
+        str(0, 80),
+        fc.integer({ min: 1, max: 64 }),
+        (patterns, text, budget) => {
+          const expected = naive(patterns, text);
+          expect(scanAll(new AhoCorasick(patterns), text)).toEqual(expected);
+          expect(scanAll(new AhoCorasick(patterns, { denseBudget: budget }), text)).toEqual(expected);
+          expect(new AhoCorasick(patterns, { denseBudget: budget }).test(text)).toBe(expected.length > 0);
+          expect(findAll(new AhoCorasick(patterns), text)).toEqual(expected);
+        },
+      ),
       { numRuns: 400 },
     );
   });
@@ -85,7 +91,8 @@ describe('AhoCorasick', () => {
     // Patterns long enough for the skip filter, texts made of their pieces so that matches, near
     // misses and overlaps are frequent.
     const alphabet = fc.constantFrom('a', 'b', 'c', 'd', 'é');
-    const str = (min: number, max: number) => fc.array(alphabet, { minLength: min, maxLength: max }).map((a) => a.join(''));
+    const str = (min: number, max: number) =>
+      fc.array(alphabet, { minLength: min, maxLength: max }).map((a) => a.join(''));
     fc.assert(
       fc.property(
         fc.uniqueArray(str(6, 14), { minLength: 1, maxLength: 10 }),

@@ -52,7 +52,9 @@ interface RawRow {
   tag: Uint8Array;
 }
 async function rawRows(db: Database): Promise<RawRow[]> {
-  const r = await db.query<RawRow>('SELECT service, name, key_id, nonce, ciphertext, tag FROM secrets ORDER BY service, name');
+  const r = await db.query<RawRow>(
+    'SELECT service, name, key_id, nonce, ciphertext, tag FROM secrets ORDER BY service, name',
+  );
   return r.rows.map((row) => ({
     ...row,
     nonce: Buffer.from(row.nonce),
@@ -133,7 +135,10 @@ describeDatabases('builtin secret store', (env) => {
     expect(JSON.stringify(listing)).not.toContain(GH);
     expect(listing[1]?.updatedAt).toBeInstanceOf(Date);
 
-    expect(await store.valuesFor('gmail')).toEqual({ GMAIL_CLIENT_SECRET: 'client-secret-value', GMAIL_OAUTH_TOKEN: MAIL });
+    expect(await store.valuesFor('gmail')).toEqual({
+      GMAIL_CLIENT_SECRET: 'client-secret-value',
+      GMAIL_OAUTH_TOKEN: MAIL,
+    });
     expect(await store.valuesFor('gmail', ['GMAIL_OAUTH_TOKEN', 'MISSING'])).toEqual({ GMAIL_OAUTH_TOKEN: MAIL });
     expect(await store.valuesFor('github', [])).toEqual({});
     expect(await store.valuesFor('slack')).toEqual({});
@@ -150,7 +155,12 @@ describeDatabases('builtin secret store', (env) => {
     const rows = await rawRows(db);
     expect(rows.length).toBeGreaterThan(0);
     const dump = JSON.stringify(
-      rows.map((r) => [r.service, r.name, r.key_id, ...[r.nonce, r.ciphertext, r.tag].map((b) => Buffer.from(b).toString('latin1'))]),
+      rows.map((r) => [
+        r.service,
+        r.name,
+        r.key_id,
+        ...[r.nonce, r.ciphertext, r.tag].map((b) => Buffer.from(b).toString('latin1')),
+      ]),
     );
     for (const v of [GH, MAIL, 'client-secret-value']) {
       expect(dump).not.toContain(v);
@@ -205,14 +215,10 @@ describeDatabases('builtin secret store', (env) => {
     // Put things back as they were: the original ciphertexts still decrypt.
     await db.exec('DELETE FROM secrets');
     for (const r of before) {
-      await db.query('INSERT INTO secrets (service, name, key_id, nonce, ciphertext, tag) VALUES ($1, $2, $3, $4, $5, $6)', [
-        r.service,
-        r.name,
-        r.key_id,
-        r.nonce,
-        r.ciphertext,
-        r.tag,
-      ]);
+      await db.query(
+        'INSERT INTO secrets (service, name, key_id, nonce, ciphertext, tag) VALUES ($1, $2, $3, $4, $5, $6)',
+        [r.service, r.name, r.key_id, r.nonce, r.ciphertext, r.tag],
+      );
     }
     expect(await store.get('github', 'GITHUB_TOKEN')).toBe(GH);
     expect(await store.get('gmail', 'GMAIL_OAUTH_TOKEN')).toBe(MAIL);

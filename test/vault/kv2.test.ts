@@ -1,4 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createTcpServer, type AddressInfo, type Server as TcpServer, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -53,14 +56,18 @@ describe('vault backend: configuration and failures (no server needed)', () => {
 
   it('refuses addresses that would leak the token', () => {
     expect(() => new VaultSecretStore({ address: 'http://vault.example.com:8200', token })).toThrow(/plain http/);
-    expect(() => new VaultSecretStore({ address: 'http://vault.example.com', token, allowInsecureHttp: true })).not.toThrow();
+    expect(
+      () => new VaultSecretStore({ address: 'http://vault.example.com', token, allowInsecureHttp: true }),
+    ).not.toThrow();
     expect(() => new VaultSecretStore({ address: 'https://vault.example.com', token })).not.toThrow();
     expect(() => new VaultSecretStore({ address: 'http://[::1]:8200', token })).not.toThrow();
     expect(() => new VaultSecretStore({ address: 'https://user:pw@vault.example.com', token })).toThrow(/credentials/);
     expect(() => new VaultSecretStore({ address: 'ftp://x', token })).toThrow(/http/);
     expect(() => new VaultSecretStore({ address: 'not a url', token })).toThrow(/not a URL/);
     expect(() => new VaultSecretStore({ address: 'http://127.0.0.1', token, mount: '../sys' })).toThrow(/mount/);
-    expect(new VaultSecretStore({ address: 'http://127.0.0.1:8200/', token }).pathFor('github')).toBe('secret/data/services/github');
+    expect(new VaultSecretStore({ address: 'http://127.0.0.1:8200/', token }).pathFor('github')).toBe(
+      'secret/data/services/github',
+    );
   });
 
   it('says "connection refused" when nothing listens', async () => {
@@ -87,7 +94,8 @@ describe('vault backend: configuration and failures (no server needed)', () => {
     const e403 = await refusal(store(httpPort).set('github', 'GITHUB_TOKEN', VALUE), 'forbidden', [token, VALUE]);
     expect(e403.message).toMatch(/refused the token \(403 permission denied\)/);
 
-    reply = (_req, res) => res.writeHead(503, { 'content-type': 'application/json' }).end('{"errors":["Vault is sealed"]}');
+    reply = (_req, res) =>
+      res.writeHead(503, { 'content-type': 'application/json' }).end('{"errors":["Vault is sealed"]}');
     await refusal(store(httpPort).get('github', 'GITHUB_TOKEN'), 'sealed', [token]);
 
     let redirected = 0;
@@ -99,7 +107,8 @@ describe('vault backend: configuration and failures (no server needed)', () => {
     expect(e307.message).toMatch(/redirected/);
     expect(redirected).toBe(0);
 
-    reply = (_req, res) => res.writeHead(500, { 'content-type': 'application/json' }).end(`{"errors":["internal error"]}`);
+    reply = (_req, res) =>
+      res.writeHead(500, { 'content-type': 'application/json' }).end(`{"errors":["internal error"]}`);
     const e500 = await refusal(store(httpPort).set('github', 'GITHUB_TOKEN', VALUE), 'backend', [token, VALUE]);
     expect(e500.message).toMatch(/HTTP 500.*internal error/);
   });
@@ -125,6 +134,22 @@ describe('vault backend: configuration and failures (no server needed)', () => {
     const s = await openSecretStore(cfg, { env: { MCPGW_VAULT_TOKEN: 'from-env-token' } });
     await s.get('github', 'X_TOKEN');
     expect(seen).toEqual(['from-env-token']);
+
+    const dir = await mkdtemp(join(tmpdir(), 'mcpgw-token-'));
+    try {
+      const tokenFile = join(dir, 'vault-token');
+      await writeFile(tokenFile, 'from-file-token\n', { mode: 0o600 });
+      const fromFile = await openSecretStore({ ...cfg, tokenFile }, { env: { MCPGW_VAULT_TOKEN: 'ignored' } });
+      await fromFile.get('github', 'X_TOKEN');
+      expect(seen).toEqual(['from-env-token', 'from-file-token']);
+      if (process.platform !== 'win32') {
+        await chmod(tokenFile, 0o644);
+        const e = await refusal(fromFile.get('github', 'X_TOKEN'), 'forbidden', ['from-file-token']);
+        expect(e.message).toContain(`chmod 600 ${tokenFile}`);
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
     expect(secretsConfigSchema.parse({ backend: 'builtin' })).toEqual({ backend: 'builtin' });
     expect(() => secretsConfigSchema.parse({ backend: 'vault', address: 'ftp://x' })).toThrow();
   });
@@ -149,7 +174,10 @@ describeWith(['bao'], 'vault backend against a real OpenBao dev server', () => {
     await s.set('gmail', 'GMAIL_OAUTH_TOKEN', 'ya29.gmail-token-value');
     const raw = await bao.api('GET', 'secret/data/services/github');
     expect(raw.status).toBe(200);
-    expect((raw.body as { data: { data: unknown } }).data.data).toEqual({ GITHUB_TOKEN: VALUE, GITHUB_APP_KEY: `${VALUE}-app` });
+    expect((raw.body as { data: { data: unknown } }).data.data).toEqual({
+      GITHUB_TOKEN: VALUE,
+      GITHUB_APP_KEY: `${VALUE}-app`,
+    });
 
     expect(await s.get('github', 'GITHUB_TOKEN')).toBe(VALUE);
     expect(await s.get('github', 'MISSING')).toBeNull();
@@ -168,7 +196,9 @@ describeWith(['bao'], 'vault backend against a real OpenBao dev server', () => {
   });
 
   it('keeps fields other tools wrote, but never injects them', async () => {
-    await bao.api('POST', 'secret/data/services/legacy', { data: { note: 'not a variable', 'lower-case': 'x', API_KEY: 'legacy-api-key-1' } });
+    await bao.api('POST', 'secret/data/services/legacy', {
+      data: { note: 'not a variable', 'lower-case': 'x', API_KEY: 'legacy-api-key-1' },
+    });
     const s = open();
     expect(await s.valuesFor('legacy')).toEqual({ API_KEY: 'legacy-api-key-1' });
     await s.set('legacy', 'NEW_KEY', 'another-value-123');
@@ -201,7 +231,9 @@ describeWith(['bao'], 'vault backend against a real OpenBao dev server', () => {
   it('concurrent writers to one service lose nothing (check-and-set)', async () => {
     const writers = Array.from({ length: 4 }, () => open());
     const names = Array.from({ length: 12 }, (_, i) => `VAR_${i}`);
-    await Promise.all(names.map((n, i) => (writers[i % writers.length] as VaultSecretStore).set('busy', n, `value-of-${n}-xyz`)));
+    await Promise.all(
+      names.map((n, i) => (writers[i % writers.length] as VaultSecretStore).set('busy', n, `value-of-${n}-xyz`)),
+    );
     const values = await open().valuesFor('busy');
     expect(Object.keys(values).sort()).toEqual([...names].sort());
   });
@@ -218,7 +250,9 @@ describeWith(['bao'], 'vault backend against a real OpenBao dev server', () => {
 
   it('uses a namespace and a custom mount', async () => {
     expect((await bao.api('POST', 'sys/namespaces/team1', {})).status).toBe(200);
-    expect((await bao.api('POST', 'sys/mounts/apps', { type: 'kv', options: { version: '2' } }, 'team1')).status).toBe(204);
+    expect((await bao.api('POST', 'sys/mounts/apps', { type: 'kv', options: { version: '2' } }, 'team1')).status).toBe(
+      204,
+    );
     const inNs = open({ namespace: 'team1', mount: 'apps' });
     await inNs.set('github', 'NS_TOKEN', 'namespaced-value-1');
     expect(await inNs.get('github', 'NS_TOKEN')).toBe('namespaced-value-1');

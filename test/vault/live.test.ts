@@ -29,13 +29,19 @@ describe('LiveRedactor', () => {
     expect(live.current.redactString('x ghp_first-value-000')).toBe('x [REDACTED:GITHUB_TOKEN]');
 
     await admin.set('gmail', 'GMAIL_TOKEN', 'gmail-token-value-1');
-    await expect.poll(() => live.current.redactString('gmail-token-value-1'), { timeout: 5000 }).toBe('[REDACTED:GMAIL_TOKEN]');
+    await expect
+      .poll(() => live.current.redactString('gmail-token-value-1'), { timeout: 5000 })
+      .toBe('[REDACTED:GMAIL_TOKEN]');
 
     // Rotation and deletion: the old values may still sit in a running backend's environment.
     await admin.set('github', 'GITHUB_TOKEN', 'ghp_second-value-00');
     await admin.delete('gmail', 'GMAIL_TOKEN');
-    await expect.poll(() => live.current.redactString('ghp_second-value-00'), { timeout: 5000 }).toBe('[REDACTED:GITHUB_TOKEN]');
-    expect(live.current.redactString('ghp_first-value-000 gmail-token-value-1')).toBe('[REDACTED:GITHUB_TOKEN] [REDACTED:GMAIL_TOKEN]');
+    await expect
+      .poll(() => live.current.redactString('ghp_second-value-00'), { timeout: 5000 })
+      .toBe('[REDACTED:GITHUB_TOKEN]');
+    expect(live.current.redactString('ghp_first-value-000 gmail-token-value-1')).toBe(
+      '[REDACTED:GITHUB_TOKEN] [REDACTED:GMAIL_TOKEN]',
+    );
     await live.close();
   });
 

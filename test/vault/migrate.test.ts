@@ -61,7 +61,8 @@ function faulty(store: SecretStore, method: 'set' | 'delete' | 'get', failAt: nu
 
 async function contents(store: SecretStore): Promise<string[]> {
   const out: string[] = [];
-  for (const l of await store.list()) out.push(`${l.service}/${l.variable}=${(await store.get(l.service, l.variable)) ?? '∅'}`);
+  for (const l of await store.list())
+    out.push(`${l.service}/${l.variable}=${(await store.get(l.service, l.variable)) ?? '∅'}`);
   return out.sort();
 }
 const expected = SECRETS.map(([s, n, v]) => `${s}/${n}=${v}`).sort();

@@ -39,7 +39,11 @@ describe('secretForms', () => {
       const core = (cores[0] as { text: string }).text;
       // Whatever bytes surround it, the core is in the encoding.
       for (let trial = 0; trial < 50; trial++) {
-        const data = Buffer.concat([randomBytes(offset + 3 * (trial % 3)), Buffer.from(secret), randomBytes(trial % 5)]);
+        const data = Buffer.concat([
+          randomBytes(offset + 3 * (trial % 3)),
+          Buffer.from(secret),
+          randomBytes(trial % 5),
+        ]);
         expect(data.toString('base64')).toContain(core);
       }
       // And it is as long as it can be: bits from 8·offset to 8·(offset+10), whole characters only.
@@ -92,7 +96,9 @@ describe('Redactor strings', () => {
     expect(redactor.redactString(basic)).toMatch(/^Authorization: Basic [A-Za-z0-9+/]+\[REDACTED:GITHUB_TOKEN\]$/);
     const dataUrl = `data:text/plain;base64,${Buffer.from(`x${TOKEN}yz`).toString('base64')}`;
     expectClean(redactor.redactString(dataUrl), TOKEN);
-    const jwt = [{ alg: 'none' }, { sub: 'bot', tok: TOKEN }].map((p) => Buffer.from(JSON.stringify(p)).toString('base64url'));
+    const jwt = [{ alg: 'none' }, { sub: 'bot', tok: TOKEN }].map((p) =>
+      Buffer.from(JSON.stringify(p)).toString('base64url'),
+    );
     const out = redactor.redactString(jwt.join('.'));
     expect(out).toContain(LABEL);
     expect(Buffer.from(out.split('.')[1] ?? '', 'base64url').toString()).not.toContain(TOKEN);
@@ -102,7 +108,11 @@ describe('Redactor strings', () => {
     const up = encodeURIComponent(TOKEN);
     const low = up.replace(/%[0-9A-F]{2}/g, (m) => m.toLowerCase());
     const form = new URLSearchParams({ t: TOKEN }).toString();
-    for (const text of [`https://api/x?token=${up}&y=1`, `https://api/x?token=${low}&y=1`, `https://api/x?${form}&y=1`]) {
+    for (const text of [
+      `https://api/x?token=${up}&y=1`,
+      `https://api/x?token=${low}&y=1`,
+      `https://api/x?${form}&y=1`,
+    ]) {
       const out = redactor.redactString(text);
       expect(out).toContain(LABEL);
       expect(out.endsWith('&y=1')).toBe(true);
@@ -141,13 +151,19 @@ describe('Redactor strings', () => {
       { service: 's', name: 'SHORT', value: 'inner-secret' },
       { service: 's', name: 'LONG', value: 'outer-inner-secret-outer' },
     ]);
-    expect(nested.redactString('[outer-inner-secret-outer] [inner-secret]')).toBe('[[REDACTED:LONG]] [[REDACTED:SHORT]]');
+    expect(nested.redactString('[outer-inner-secret-outer] [inner-secret]')).toBe(
+      '[[REDACTED:LONG]] [[REDACTED:SHORT]]',
+    );
   });
 
   it('redacts many secrets at once, each under its own name', () => {
     const secrets: SecretEntry[] = [];
     for (let i = 0; i < 60; i++) {
-      secrets.push({ service: `svc${i % 7}`, name: `TOKEN_${i}`, value: `${randomBytes(12 + (i % 20)).toString('base64url')}-${i}` });
+      secrets.push({
+        service: `svc${i % 7}`,
+        name: `TOKEN_${i}`,
+        value: `${randomBytes(12 + (i % 20)).toString('base64url')}-${i}`,
+      });
     }
     const r = new Redactor(secrets);
     const encoders = [
@@ -156,7 +172,9 @@ describe('Redactor strings', () => {
       (v: string) => Buffer.from(`k:${v}`).toString('base64'),
       (v: string) => JSON.stringify(v),
     ];
-    const doc = secrets.map((s, i) => `item ${i}: ${(encoders[i % encoders.length] as (v: string) => string)(s.value)} end`).join('\n');
+    const doc = secrets
+      .map((s, i) => `item ${i}: ${(encoders[i % encoders.length] as (v: string) => string)(s.value)} end`)
+      .join('\n');
     const out = r.redactString(doc);
     for (const [i, s] of secrets.entries()) {
       expectClean(out, s.value);
@@ -200,16 +218,38 @@ describe('Redactor JSON', () => {
         },
       },
     ],
-    ['error', { jsonrpc: '2.0', id: 'a', error: { code: -32000, message: `bad credentials ${TOKEN}`, data: { echo: TOKEN } } }],
-    ['notification', { jsonrpc: '2.0', method: 'notifications/message', params: { level: 'debug', data: { env: { GITHUB_TOKEN: TOKEN } } } }],
-    ['progress', { jsonrpc: '2.0', method: 'notifications/progress', params: { progressToken: 1, progress: 5, message: `using ${TOKEN}` } }],
+    [
+      'error',
+      { jsonrpc: '2.0', id: 'a', error: { code: -32000, message: `bad credentials ${TOKEN}`, data: { echo: TOKEN } } },
+    ],
+    [
+      'notification',
+      {
+        jsonrpc: '2.0',
+        method: 'notifications/message',
+        params: { level: 'debug', data: { env: { GITHUB_TOKEN: TOKEN } } },
+      },
+    ],
+    [
+      'progress',
+      {
+        jsonrpc: '2.0',
+        method: 'notifications/progress',
+        params: { progressToken: 1, progress: 5, message: `using ${TOKEN}` },
+      },
+    ],
     [
       'sampling request',
       {
         jsonrpc: '2.0',
         id: 99,
         method: 'sampling/createMessage',
-        params: { messages: [{ role: 'user', content: { type: 'text', text: `summarise ${JSON.stringify({ token: TOKEN })}` } }], maxTokens: 10 },
+        params: {
+          messages: [
+            { role: 'user', content: { type: 'text', text: `summarise ${JSON.stringify({ token: TOKEN })}` } },
+          ],
+          maxTokens: 10,
+        },
       },
     ],
   ];
@@ -224,7 +264,11 @@ describe('Redactor JSON', () => {
       expect(text).toContain(LABEL);
       // Same keys and types everywhere; only strings changed.
       const shape = (v: unknown): unknown =>
-        Array.isArray(v) ? v.map(shape) : v !== null && typeof v === 'object' ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, shape(x)])) : typeof v;
+        Array.isArray(v)
+          ? v.map(shape)
+          : v !== null && typeof v === 'object'
+            ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, shape(x)]))
+            : typeof v;
       expect(shape(out)).toEqual(shape(msg));
     });
   }
@@ -318,18 +362,22 @@ describe('StreamRedactor', () => {
     ]);
     const piece = fc.constantFrom('a', 'b', 'c', 'x', 'y', 'z', 'abcabcab', 'cabxyzzy', 'YWJjYWJj', '%61');
     fc.assert(
-      fc.property(fc.array(piece, { maxLength: 40 }), fc.array(fc.nat({ max: 400 }), { maxLength: 12 }), (parts, cuts) => {
-        const text = parts.join('');
-        const points = [...new Set(cuts.map((c) => c % (text.length + 1)))].sort((a, b) => a - b);
-        const chunks: string[] = [];
-        let at = 0;
-        for (const p of points) {
-          chunks.push(text.slice(at, p));
-          at = p;
-        }
-        chunks.push(text.slice(at));
-        expect(feed(r, chunks)).toBe(r.redactString(text));
-      }),
+      fc.property(
+        fc.array(piece, { maxLength: 40 }),
+        fc.array(fc.nat({ max: 400 }), { maxLength: 12 }),
+        (parts, cuts) => {
+          const text = parts.join('');
+          const points = [...new Set(cuts.map((c) => c % (text.length + 1)))].sort((a, b) => a - b);
+          const chunks: string[] = [];
+          let at = 0;
+          for (const p of points) {
+            chunks.push(text.slice(at, p));
+            at = p;
+          }
+          chunks.push(text.slice(at));
+          expect(feed(r, chunks)).toBe(r.redactString(text));
+        },
+      ),
       { numRuns: 500 },
     );
   });
@@ -340,7 +388,11 @@ describe('Redactor property: no encoding of a secret survives', () => {
     .oneof(
       fc.string({ unit: 'grapheme-ascii', minLength: 8, maxLength: 40 }),
       fc.string({ unit: 'binary', minLength: 8, maxLength: 24 }),
-      fc.string({ unit: fc.constantFrom('a', '/', '+', '=', '&', '%', '"', '\\', 'é', '😀', ' '), minLength: 8, maxLength: 24 }),
+      fc.string({
+        unit: fc.constantFrom('a', '/', '+', '=', '&', '%', '"', '\\', 'é', '😀', ' '),
+        minLength: 8,
+        maxLength: 24,
+      }),
     )
     .filter((s) => [...s].length >= 8);
   const textArb = fc.string({ unit: 'grapheme', maxLength: 30 });
@@ -353,7 +405,10 @@ describe('Redactor property: no encoding of a secret survives', () => {
     urlLower: (s) => encodeURIComponent(s).replace(/%[0-9A-F]{2}/g, (m) => m.toLowerCase()),
     form: (s) => new URLSearchParams({ k: s }).toString(),
     base64: (s, pre, post) => Buffer.concat([pre, Buffer.from(s), post]).toString('base64'),
-    base64NoPad: (s, pre, post) => Buffer.concat([pre, Buffer.from(s), post]).toString('base64').replace(/=+$/, ''),
+    base64NoPad: (s, pre, post) =>
+      Buffer.concat([pre, Buffer.from(s), post])
+        .toString('base64')
+        .replace(/=+$/, ''),
     base64Url: (s, pre, post) => toUrlSafe(Buffer.concat([pre, Buffer.from(s), post]).toString('base64')),
     base64UrlNoPad: (s, pre, post) => Buffer.concat([pre, Buffer.from(s), post]).toString('base64url'),
   };

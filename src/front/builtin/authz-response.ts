@@ -4,7 +4,7 @@
  * - `status.code` alone decides: 0 allows (a `denied_response` is then ignored), anything else denies.
  * - Denied: the status is `denied_response.status.code` (0 or absent → 403; Envoy keeps only its low
  *   16 bits). Every header is added in order, whatever its `append_action`, except those with the
- *   legacy `append: true`, which only extend an existing header with `,value`.
+ *   legacy `append: true`, which Envoy drops (even when an earlier entry added that header).
  * - Allowed, request headers: `append_action` is ignored; `append: true` extends an existing header
  *   (and adds nothing when it is absent), anything else replaces every value of the header (Envoy's
  *   setCopy: the header moves to the end). `headers_to_remove` runs after both and cannot remove
@@ -64,15 +64,10 @@ export function readCheckResponse(res: CheckResponse, validate: boolean): AuthzD
     const options = denied?.headers ?? [];
     if (validate && !validOptions(options)) return { kind: 'invalid' };
     const headers: HeaderList = [];
-    const appends: HeaderList = [];
     for (const o of options) {
-      const key = (o.header?.key ?? '').toLowerCase();
-      const value = utf8AsBinary(o.header?.value ?? '');
-      if (o.append === true) appends.push(key, value);
-      else headers.push(key, value);
+      if (o.append === true) continue;
+      headers.push((o.header?.key ?? '').toLowerCase(), utf8AsBinary(o.header?.value ?? ''));
     }
-    for (let i = 0; i < appends.length; i += 2)
-      headerAppendToExisting(headers, appends[i] as string, appends[i + 1] as string);
     const code = denied?.status?.code ?? 0;
     return { kind: 'deny', status: code === 0 ? 403 : code & 0xffff, headers, body: denied?.body ?? '' };
   }

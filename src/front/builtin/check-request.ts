@@ -60,6 +60,7 @@ export function buildCheckRequest(input: CheckInput): CheckRequest {
     if (name === PARTIAL_BODY) continue;
     const value = sanitizeUtf8(list[i + 1] as string);
     const prev = headers[name];
+    // Repeated lines Envoy did not merge are joined as they are, empty ones included.
     headers[name] = prev === undefined ? value : `${prev},${value}`;
   }
   const body = input.body;

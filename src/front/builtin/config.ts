@@ -254,11 +254,31 @@ export function compileFrontConfig(bootstrap: JsonObject): FrontConfig {
   const listeners = arr(resources['listeners'], 'listeners');
   if (listeners.length !== 1) throw new ConfigError('listeners', 'exactly one listener');
   const listener = obj(listeners[0], 'listener');
+  onlyKeys(listener, 'listener', ['name', 'address', 'per_connection_buffer_limit_bytes', 'filter_chains']);
   const listen = endpointOf(listener['address'], 'listener.address');
   if ('path' in listen) throw new ConfigError('listener.address', 'a TCP address');
   const chains = arr(listener['filter_chains'], 'filter_chains');
   const filters = arr(obj(chains[0], 'filter_chains[0]')['filters'], 'filters');
+  if (chains.length !== 1 || filters.length !== 1) throw new ConfigError('filter_chains', 'one chain, one filter');
   const hcm = obj(obj(filters[0], 'filters[0]')['typed_config'], 'hcm');
+  onlyKeys(hcm, 'hcm', [
+    '@type',
+    'stat_prefix',
+    'codec_type',
+    'use_remote_address',
+    'normalize_path',
+    'merge_slashes',
+    'path_with_escaped_slashes_action',
+    'common_http_protocol_options',
+    'request_headers_timeout',
+    'request_timeout',
+    'stream_idle_timeout',
+    // The front keeps no access log of its own yet.
+    'access_log',
+    'local_reply_config',
+    'route_config',
+    'http_filters',
+  ]);
   if (hcm['use_remote_address'] !== true) throw new ConfigError('hcm.use_remote_address', 'must be true');
   if (hcm['codec_type'] !== 'AUTO') throw new ConfigError('hcm.codec_type', 'must be AUTO');
   const escaped = str(hcm['path_with_escaped_slashes_action'] ?? 'KEEP_UNCHANGED', 'hcm.escaped_slashes');
@@ -275,6 +295,7 @@ export function compileFrontConfig(bootstrap: JsonObject): FrontConfig {
   const vhosts = arr(obj(hcm['route_config'], 'route_config')['virtual_hosts'], 'virtual_hosts');
   if (vhosts.length !== 1) throw new ConfigError('virtual_hosts', 'exactly one virtual host');
   const vhost = obj(vhosts[0], 'virtual_hosts[0]');
+  onlyKeys(vhost, 'virtual_hosts[0]', ['name', 'domains', 'routes']);
   const domains = arr(vhost['domains'], 'domains');
   if (domains.length !== 1 || domains[0] !== '*') throw new ConfigError('domains', "only '*'");
   const routes = arr(vhost['routes'], 'routes').map((r, i) => compileRoute(obj(r, `routes[${i}]`), `routes[${i}]`));

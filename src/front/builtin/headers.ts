@@ -15,6 +15,12 @@ export function headerGet(list: readonly string[], name: string): string | undef
   return undefined;
 }
 
+/** Index of the first header called `name` (an even index), or -1. */
+export function headerIndex(list: readonly string[], name: string): number {
+  for (let i = 0; i < list.length; i += 2) if (list[i] === name) return i;
+  return -1;
+}
+
 export function headerHas(list: readonly string[], name: string): boolean {
   for (let i = 0; i < list.length; i += 2) if (list[i] === name) return true;
   return false;
@@ -167,6 +173,47 @@ const DROPPED_REQUEST_HEADERS = new Set([
   'x-forwarded-client-cert',
 ]);
 
+/**
+ * Request headers Envoy keeps in "inline" slots (observed on 1.40: a second line is appended to the
+ * first with `,`, so the gateway gets one line); any other repeated header stays repeated.
+ */
+const INLINE_REQUEST_HEADERS = new Set([
+  'accept',
+  'accept-encoding',
+  'access-control-request-headers',
+  'access-control-request-method',
+  'authorization',
+  'cache-control',
+  'content-encoding',
+  'content-type',
+  'expect',
+  'grpc-accept-encoding',
+  'grpc-timeout',
+  'if-match',
+  'if-modified-since',
+  'if-none-match',
+  'if-range',
+  'if-unmodified-since',
+  'origin',
+  'pragma',
+  'proxy-status',
+  'referer',
+  'te',
+  'user-agent',
+  'via',
+  'x-client-trace-id',
+  'x-envoy-attempt-count',
+  'x-envoy-is-timeout-retry',
+  'x-forwarded-host',
+  'x-forwarded-port',
+]);
+
+/** Envoy's append: an empty value adds nothing, and a value replaces an empty one without a comma. */
+export function appendValue(prev: string, value: string): string {
+  if (prev === '') return value;
+  return value === '' ? prev : `${prev},${value}`;
+}
+
 /** Headers a `Connection` header may not nominate for removal: Envoy answers 400. */
 const UNREMOVABLE_NOMINATIONS = new Set(['host', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host']);
 /** Envoy refuses a `Connection` header with this many tokens or more. */
@@ -240,20 +287,31 @@ export function readClientHeaders(
       case 'content-length':
         result.contentLength = Number(value);
         break;
-      case 'te': {
-        // Only `trailers` survives, spelled exactly so.
-        const kept = value.split(',').some((t) => t.trim() === 'trailers');
-        if (kept) list.push('te', 'trailers');
-        continue;
-      }
-      case 'expect':
-        // Envoy answers 100-continue itself.
-        if (value.toLowerCase() === '100-continue') continue;
-        break;
       default:
         if (DROPPED_REQUEST_HEADERS.has(name)) continue;
     }
+    if (INLINE_REQUEST_HEADERS.has(name)) {
+      const at = headerIndex(list, name);
+      if (at !== -1) {
+        list[at + 1] = appendValue(list[at + 1] as string, value);
+        continue;
+      }
+    }
     list.push(name, value);
+  }
+  const te = headerIndex(list, 'te');
+  if (te !== -1) {
+    // Only `trailers` survives, spelled exactly so; an empty TE stays as it is.
+    const value = list[te + 1] as string;
+    if (value !== '') {
+      if (value.split(',').some((t) => t.trim() === 'trailers')) list[te + 1] = 'trailers';
+      else list.splice(te, 2);
+    }
+  }
+  const expect = headerIndex(list, 'expect');
+  // Envoy answers 100-continue itself.
+  if (expect !== -1 && (list[expect + 1] as string).toLowerCase() === '100-continue') {
+    list.splice(expect, 2);
   }
   if (connection !== null) {
     const tokens = connection

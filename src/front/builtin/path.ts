@@ -8,7 +8,9 @@
  * climbing above the root, escapes of unreserved characters are decoded, other valid escapes are
  * kept byte for byte (hex case included), a few printable characters are escaped, an invalid `%`
  * stays as it is unless later decoding would turn it into a different valid escape (then it becomes
- * `%25`), and `%00` makes the request invalid.
+ * `%25`), and `%00` makes the request invalid. Before that, a segment made of a literal `.` or `..`
+ * followed by `;parameters` counts as that dot segment, parameters dropped up to the next `/`
+ * (`/a/..;x/b` is `/b`; `%2e;x` and `...;x` are left alone): Envoy does this, Chromium does not.
  */
 
 /** What Chromium does with each ASCII character of a path. */
@@ -179,6 +181,16 @@ export function mergeSlashes(path: string): string {
   );
 }
 
+/** Envoy drops path parameters from `.` and `..` segments (the Tomcat-style `..;/` trick). */
+export function dropDotSegmentParameters(path: string): string {
+  if (!path.includes('.;')) return path;
+  return path
+    .split('/')
+    .map((seg) => (DOT_WITH_PARAMETERS.test(seg) ? seg.slice(0, seg.indexOf(';')) : seg))
+    .join('/');
+}
+
+const DOT_WITH_PARAMETERS = /^\.\.?;/;
 const ESCAPED_SLASH = /%(2f|5c)/i;
 /** Anything `canonicalizePath` or `mergeSlashes` could change. */
 const NEEDS_WORK = /[%.\\"<>`{|}^]|\/\//;
@@ -192,7 +204,7 @@ export function normalizeRequestPath(target: string): string | null {
   const path = q === -1 ? target : target.slice(0, q);
   if (!NEEDS_WORK.test(path)) return target;
   if (ESCAPED_SLASH.test(path)) return null;
-  const canonical = canonicalizePath(path);
+  const canonical = canonicalizePath(dropDotSegmentParameters(path));
   if (canonical === null) return null;
   const merged = mergeSlashes(canonical);
   return q === -1 ? merged : merged + target.slice(q);

@@ -3,6 +3,8 @@
  * header order the real binary produces (authz or upstream headers first, then what Envoy adds:
  * content-length, content-type, date if absent, server, connection, framing).
  */
+import type { ResponseHeaderOps } from './authz-response.js';
+import { applyResponseOps } from './authz-response.js';
 import type { LocalReplyMapper } from './config.js';
 import { headerHas, headerRemove, headerSetInPlace, type HeaderList } from './headers.js';
 
@@ -148,6 +150,7 @@ export function buildLocalReply(
   headers: HeaderList,
   body: string,
   close: boolean,
+  authzResponseHeaders: ResponseHeaderOps | null = null,
 ): LocalReply {
   const mapper = matchMapper(mappers, details, status, headers);
   let contentType = 'text/plain';
@@ -166,6 +169,9 @@ export function buildLocalReply(
     headerRemove(headers, 'content-length');
     headerRemove(headers, 'content-type');
   }
+  // A reply Envoy makes after authz allowed the request (gateway down, timeouts) still passes the
+  // ext_authz filter on its way out.
+  if (authzResponseHeaders) applyResponseOps(headers, authzResponseHeaders);
   finishHead(headers, close);
   if (bytes.length === 0) headers.push('content-length', '0');
   return { status, headers, body: bytes };

@@ -1,0 +1,133 @@
+/**
+ * `mcpgw serve --role all`: the whole product in one process (native mode and containers): the
+ * state store, authz (gRPC, loopback), the gateway (/mcp aggregator + admin API, loopback) and the
+ * front on the public port — the real Envoy when it is installed, else the built-in front.
+ */
+import { writeFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import {
+  createAdminApi,
+  adminHttpHandler,
+  internalJwtCallerVerifier,
+  overlayServiceStates,
+  recordPolicyRevision,
+} from '../admin/index.js';
+import { ServiceStateStore } from '../admin/services.js';
+import { createAuthzRuntime } from '../authz/runtime.js';
+import { startAuthzServer, type AuthzServer } from '../authz/server.js';
+import { homePaths } from '../config/home.js';
+import { startBuiltinFront } from '../front/builtin.js';
+import { superviseEnvoy } from '../front/envoy-supervisor.js';
+import { gatewayPolicyFrom, keyRefresher, startGateway } from '../gateway/index.js';
+import type { Logger } from '../log.js';
+import { openStore, type Layer2Store } from '../state/index.js';
+
+export interface ServeAllOptions {
+  home: string;
+  policyFile: string;
+  listen: { host: string; port: number };
+  authzPort: number;
+  gatewayPort: number;
+  /** auto: Envoy when `envoyBin` is given, else the built-in front. */
+  front: { kind: 'envoy'; envoyBin: string } | { kind: 'builtin' };
+  logger: Logger;
+  drainSeconds: number;
+}
+
+export interface RunningGateway {
+  readonly url: string;
+  readonly ports: { front: number; authz: number; gateway: number };
+  readonly frontKind: 'envoy' | 'builtin';
+  readonly store: Layer2Store;
+  /** Re-reads the policy file; a broken file keeps the running policy. */
+  reloadPolicy(): ReturnType<Awaited<ReturnType<typeof createAuthzRuntime>>['reloadPolicy']>;
+  close(): Promise<void>;
+}
+
+export async function serveAll(o: ServeAllOptions): Promise<RunningGateway> {
+  const log = o.logger;
+  const paths = homePaths(o.home);
+  await mkdir(paths.run, { recursive: true, mode: 0o700 });
+  const closers: (() => Promise<void>)[] = [];
+  const closeAll = async () => {
+    for (const c of closers.reverse()) {
+      try {
+        await c();
+      } catch (err) {
+        log.warn({ err: err instanceof Error ? err.message : String(err) }, 'shutdown step failed');
+      }
+    }
+  };
+  try {
+    const store = await openStore({ home: o.home, logger: log });
+    closers.push(() => store.close());
+    const services = new ServiceStateStore(store.db);
+    const runtime = await createAuthzRuntime({
+      home: o.home,
+      store,
+      policyFile: o.policyFile,
+      logger: log,
+      overlay: async (data) => overlayServiceStates(data, await services.list()),
+    });
+    const active = runtime.policy.active;
+    await recordPolicyRevision(store, {
+      source: o.policyFile,
+      file: o.policyFile,
+      compiled: active.compiled,
+      createdBy: null,
+    });
+
+    const authz: AuthzServer = await startAuthzServer({
+      address: `127.0.0.1:${o.authzPort}`,
+      check: (v) => runtime.check(v),
+      logger: log,
+      drainSeconds: o.drainSeconds,
+    });
+    closers.push(() => authz.drain());
+
+    const gateway = await startGateway({
+      host: '127.0.0.1',
+      port: o.gatewayPort,
+      policy: gatewayPolicyFrom(runtime.policy),
+      identities: store.identity,
+      keys: { sessionKey: runtime.sessionKey, requestMacKey: runtime.requestMacKey, keyRing: runtime.keyRing },
+      logger: log,
+    });
+    closers.push(() => gateway.close());
+    const refreshKeys = keyRefresher(runtime.keyRing);
+    const admin = createAdminApi({
+      store,
+      policy: runtime.policy,
+      services,
+      backends: () => gateway.aggregator.stats().backends,
+      onGrantsChanged: (userId) => gateway.notifyGrantsChanged(userId),
+      onServicesChanged: () => void runtime.policy.refreshOverlay(),
+    });
+    gateway.setAdminHandler(adminHttpHandler(admin, internalJwtCallerVerifier(runtime.keyRing, { refreshKeys })));
+    // Another replica (or the admin API here) switched a service: re-apply the overlay.
+    const stopWatch = await services.watch(() => void runtime.policy.refreshOverlay());
+    closers.push(stopWatch);
+
+    const frontConfig = {
+      listen: o.listen,
+      authz: { host: '127.0.0.1', port: authz.port },
+      gateway: { host: '127.0.0.1', port: gateway.port },
+    };
+    const front =
+      o.front.kind === 'envoy'
+        ? await superviseEnvoy({ envoyBin: o.front.envoyBin, runDir: paths.run, config: frontConfig, logger: log })
+        : await startBuiltinFront(frontConfig);
+    closers.push(() => front.close());
+
+    const url = `http://${o.listen.host}:${front.port}/mcp`;
+    const ports = { front: front.port, authz: authz.port, gateway: gateway.port };
+    writeFileSync(paths.ready, `${JSON.stringify({ pid: process.pid, url, ports, front: o.front.kind })}\n`, {
+      mode: 0o600,
+    });
+    log.info({ url, ports, front: o.front.kind, revision: active.engine.revision }, 'mcpgw ready');
+    return { url, ports, frontKind: o.front.kind, store, reloadPolicy: () => runtime.reloadPolicy(), close: closeAll };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}
