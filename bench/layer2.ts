@@ -252,7 +252,7 @@ async function maxRate(
   return {
     rps: total / (c.spanMs / 1000),
     h2rps: total / Math.max(...res.map((r) => r.seconds)),
-    cpu: describeCpu(before, after, [SERVER_CORE, LOAD_CORE]),
+    cpu: describeCpu(before, after, [SERVER_CORE, LOAD_CORE], total),
     budgetDenies,
   };
 }
@@ -479,6 +479,7 @@ try {
   const sessionOf = (u: { id: string }) => mintSessionId(sessionKey, u.id);
   const scripts = writeScripts(work, await decideInputs(wl.frames, sessionOf));
   const auditBefore = await countAudit(dbUrl);
+  const cpuBefore = snapshot(null, pgServer.postmasterPid);
   const bench = await runPgbench({
     core: PGBENCH_CORE,
     port: pgServer.port,
@@ -487,6 +488,8 @@ try {
     seconds: PGBENCH_SECONDS,
     scripts,
   });
+  await new Promise((r) => setTimeout(r, 300)); // backends exit and are reaped: their CPU counts
+  const cpuAfter = snapshot(null, pgServer.postmasterPid);
   const auditAfter = await countAudit(dbUrl);
   const newRows = auditAfter.total - auditBefore.total;
   const newLimitDenies = auditAfter.limitDenies - auditBefore.limitDenies;
@@ -496,7 +499,8 @@ try {
     );
   console.log(
     `(c) pgbench -M extended -c ${POOL} -j 1 -T ${PGBENCH_SECONDS}, ${scripts.files.length} scripts = the frames' mcpgw_decide inputs: ` +
-      `${bench.tps.toFixed(0)} tps (avg latency ${bench.latencyMs} ms); ${newRows} new audit rows = its transactions, no velocity denies`,
+      `${bench.tps.toFixed(0)} tps (avg latency ${bench.latencyMs} ms); ${newRows} new audit rows = its transactions, no velocity denies; ` +
+      describeCpu(cpuBefore, cpuAfter, [PGBENCH_CORE, PG_CORE], bench.transactions),
   );
 
   // ---- (d) full path on PGlite (on disk under MCPGW_HOME/db).

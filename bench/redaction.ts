@@ -319,12 +319,13 @@ if (argv.includes('--no-callgrind')) {
 }
 
 async function measureInstructions(): Promise<Instructions> {
-  // The bundle imports its packages from node_modules, so it lives inside the repository.
+  // The bundle imports its packages from node_modules and finds rego/ and profiles/ two levels up,
+  // as the sources do: so it sits in bench/out/.
   const outDir = fileURLToPath(new URL('./out/', import.meta.url));
   mkdirSync(outDir, { recursive: true });
-  const work = mkdtempSync(join(outDir, 'redaction-'));
+  const bundle = join(outDir, `redaction-bench-${process.pid}.mjs`);
+  const work = mkdtempSync(join(tmpdir(), 'mcpgw-bench-redaction-'));
   try {
-    const bundle = join(work, 'bench.mjs');
     const { build } = await import('esbuild');
     await build({
       entryPoints: [fileURLToPath(import.meta.url)],
@@ -345,6 +346,7 @@ async function measureInstructions(): Promise<Instructions> {
           '--tool=callgrind',
           `--callgrind-out-file=${file}`,
           process.execPath,
+          // Deterministic: no background compiler or GC threads, no time-based heuristics.
           '--predictable',
           '--single-threaded',
           bundle,
@@ -359,8 +361,9 @@ async function measureInstructions(): Promise<Instructions> {
       if (!summary) throw new Error(`no summary line in ${file}`);
       return Number(summary[1]);
     };
-    const [p1, p2] = [4, 16];
-    const [c1, c2] = [200, 1200];
+    // Counts repeat to a few hundred instructions, so little steady-state work is needed.
+    const [p1, p2] = [3, 9];
+    const [c1, c2] = [100, 400];
     const kib = (p2 - p1) * corpusKiB;
     const json = (count('baseline', p2) - count('baseline', p1)) / kib;
     const redact = (count('redact', p2) - count('redact', p1)) / kib;
@@ -379,6 +382,7 @@ async function measureInstructions(): Promise<Instructions> {
     return result;
   } finally {
     rmSync(work, { recursive: true, force: true });
+    rmSync(bundle, { force: true });
   }
 }
 

@@ -67,8 +67,11 @@ export function snapshot(serverPid: number | null, postmasterPid: number | null)
   };
 }
 
-/** "core0 97% busy, core1 64% busy; server 0.96 cores, postgres 0.41 cores". */
-export function describeCpu(a: CpuSnapshot, b: CpuSnapshot, cores: string[]): string {
+/**
+ * "core0 97% busy, core1 64% busy; server 0.96 cores (310 µs/decision), postgres 0.41 cores
+ * (130 µs/decision)": `ops` decisions were made between the snapshots.
+ */
+export function describeCpu(a: CpuSnapshot, b: CpuSnapshot, cores: string[], ops: number): string {
   const secs = (b.at - a.at) / 1000;
   const parts = cores.map((c) => {
     const x = a.cores.get(`cpu${c}`);
@@ -76,6 +79,9 @@ export function describeCpu(a: CpuSnapshot, b: CpuSnapshot, cores: string[]): st
     if (!x || !y || y.total === x.total) return `core${c} ?`;
     return `core${c} ${Math.round(((y.busy - x.busy) / (y.total - x.total)) * 100)}% busy`;
   });
-  const share = (v: number) => (v / secs).toFixed(2);
-  return `${parts.join(', ')}; server ${share(b.server - a.server)} cores, postgres ${share(b.postgres - a.postgres)} cores`;
+  const share = (v: number) => `${(v / secs).toFixed(2)} cores (${Math.round((v / ops) * 1e6)} µs/decision)`;
+  const shares = [];
+  if (b.server > 0) shares.push(`server ${share(b.server - a.server)}`);
+  if (b.postgres > 0) shares.push(`postgres ${share(b.postgres - a.postgres)}`);
+  return `${parts.join(', ')}${shares.length ? `; ${shares.join(', ')}` : ''}`;
 }

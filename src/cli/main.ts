@@ -39,7 +39,12 @@ program
     process.env['MCPGW_POLICY'],
   )
   .option('--host <host>', 'authz listen address', '127.0.0.1')
-  .option('--port <port>', 'authz gRPC port', (v) => parsePort(v), 9191)
+  .option(
+    '--port <port>',
+    'authz gRPC port (env MCPGW_AUTHZ_PORT)',
+    (v) => parsePort(v),
+    envPort('MCPGW_AUTHZ_PORT', 9191),
+  )
   .option('--identities <file>', 'users, roles, grants and API-key hashes (YAML) until the state store is configured')
   .option('--jwks-file <file>', 'verify bearer JWTs against this JWKS file')
   .option('--jwks-url <url>', 'verify bearer JWTs against this JWKS URL')
@@ -48,14 +53,19 @@ program
   .option('--jwt-user-claim <claim>', 'claim holding the user id', 'sub')
   .option('--config <file>', 'installation settings (default: MCPGW_HOME/config.yaml when present)')
   .addOption(
-    new Option('--front <kind>', 'front for --role all: envoy when installed, else built-in')
+    new Option('--front <kind>', 'front for --role all: envoy when installed, else built-in (env MCPGW_FRONT)')
       .choices(['auto', 'envoy', 'builtin'])
-      .default('auto'),
+      .default(process.env['MCPGW_FRONT'] ?? 'auto'),
   )
   .option('--listen-port <port>', 'public port of the front (--role all; default from config, else 8000)', (v) =>
     parsePort(v),
   )
-  .option('--gateway-port <port>', 'gateway port on loopback (--role all)', (v) => parsePort(v), 3000)
+  .option(
+    '--gateway-port <port>',
+    'gateway port on loopback (--role all; env MCPGW_GATEWAY_PORT)',
+    (v) => parsePort(v),
+    envPort('MCPGW_GATEWAY_PORT', 3000),
+  )
   .option('--no-state', 'run Layer 1 only, without the state store (no approvals, limits, flows or audit)')
   .option('--drain-seconds <n>', 'seconds NOT_SERVING before shutting down on SIGTERM', (v) => Number(v), 5)
   .addHelpText(
@@ -186,6 +196,11 @@ program
     if (!r.running) process.exit(EXIT.notRunning);
     if (!r.healthy) process.exit(EXIT.failed);
   });
+
+function envPort(name: string, fallback: number): number {
+  const v = process.env[name];
+  return v === undefined || v === '' ? fallback : parsePort(v);
+}
 
 function parsePort(v: string): number {
   const n = Number(v);

@@ -125,6 +125,7 @@ describe('vault backend: configuration and failures (no server needed)', () => {
 
   it('reads the token from the configuration: a 0600 file or the environment', async () => {
     const cfg = secretsConfigSchema.parse({ backend: 'vault', address: `http://127.0.0.1:${httpPort}` });
+    if (cfg.backend !== 'vault') throw new Error('unreachable');
     await expect(openSecretStore(cfg, { env: {} })).rejects.toThrow(/no token is configured/);
     const seen: (string | undefined)[] = [];
     reply = (req, res) => {

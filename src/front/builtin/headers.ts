@@ -272,10 +272,10 @@ export function readClientHeaders(
     }
     switch (name) {
       case 'host':
-        result.authority = result.authority === null ? value : `${result.authority},${value}`;
+        result.authority = result.authority === null ? value : appendValue(result.authority, value);
         continue;
       case 'connection':
-        connection = connection === null ? value : `${connection},${value}`;
+        connection = connection === null ? value : appendValue(connection, value);
         continue;
       case 'upgrade':
         upgrade = value;
@@ -347,7 +347,8 @@ export function addEdgeHeaders(list: HeaderList, facts: EdgeFacts): void {
   const peer = isLoopback(facts.remoteAddress) ? facts.localInfoAddress : facts.remoteAddress;
   let xff: string | null = null;
   for (let i = 0; i < list.length; i += 2) {
-    if (list[i] === 'x-forwarded-for') xff = xff === null ? (list[i + 1] as string) : `${xff},${list[i + 1]}`;
+    if (list[i] === 'x-forwarded-for')
+      xff = xff === null ? (list[i + 1] as string) : appendValue(xff, list[i + 1] as string);
   }
   if (xff === null) list.push('x-forwarded-for', peer);
   else headerSetInPlace(list, 'x-forwarded-for', xff === '' ? peer : `${xff},${peer}`);
