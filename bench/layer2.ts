@@ -252,7 +252,9 @@ async function maxRate(
   return {
     rps: total / (c.spanMs / 1000),
     h2rps: total / Math.max(...res.map((r) => r.seconds)),
-    cpu: describeCpu(before, after, [SERVER_CORE, LOAD_CORE], total),
+    cpu: `${describeCpu(before, after, [SERVER_CORE, LOAD_CORE], total)}, h2load ${Math.round(
+      (res.reduce((a, r) => a + r.cpuSeconds, 0) / total) * 1e6,
+    )} µs/request`,
     budgetDenies,
   };
 }

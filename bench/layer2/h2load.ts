@@ -1,6 +1,7 @@
 /**
  * h2load runs for `npm run bench:layer2`: one process per frame (h2load sends one body per
- * process), all pinned to the load core, posting gRPC Check frames over cleartext HTTP/2.
+ * process), all pinned to the load core, posting gRPC Check frames over cleartext HTTP/2, each
+ * under /usr/bin/time so the CPU the load generator takes from its core is known.
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -9,6 +10,8 @@ export interface H2Result {
   requests: number;
   succeeded: number;
   seconds: number;
+  /** CPU seconds (user + system) of the h2load process. */
+  cpuSeconds: number;
 }
 
 export interface H2Options {
@@ -28,6 +31,9 @@ export function h2loadAll(frames: readonly string[], opts: H2Options): Promise<H
             [
               '-c',
               opts.core,
+              '/usr/bin/time',
+              '-f',
+              'h2load-cpu %U %S',
               'h2load',
               ...opts.args(i),
               '-d',
@@ -48,7 +54,13 @@ export function h2loadAll(frames: readonly string[], opts: H2Options): Promise<H
             const req = /requests: (\d+) total, \d+ started, \d+ done, (\d+) succeeded/.exec(text);
             if (code !== 0 || !fin || !req) return reject(new Error(`h2load failed (${code}):\n${text}`));
             const secs = Number(fin[1]) / (fin[2] === 'ms' ? 1000 : 1);
-            resolve({ requests: Number(req[1]), succeeded: Number(req[2]), seconds: secs });
+            const cpu = /h2load-cpu ([\d.]+) ([\d.]+)/.exec(text);
+            resolve({
+              requests: Number(req[1]),
+              succeeded: Number(req[2]),
+              seconds: secs,
+              cpuSeconds: cpu ? Number(cpu[1]) + Number(cpu[2]) : NaN,
+            });
           });
         }),
     ),

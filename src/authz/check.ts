@@ -76,6 +76,8 @@ export interface CheckDeps {
   maxBodyBytes: number;
   /** Tool-name separator between service and tool (DESIGN §5). */
   separator: string;
+  /** The no-prefix mode's single service: names and URIs are then the backend's own. */
+  noPrefixService?: string | null;
   newDecisionId(): string;
   /** Value of `WWW-Authenticate` on 401 answers. */
   wwwAuthenticate: string;
@@ -405,7 +407,7 @@ async function decide(
 
   // 6. Which service and name the call is about.
   const method = msg.method as Layer1Method;
-  const target = resolveTarget(msg.target, deps.separator);
+  const target = resolveTarget(msg.target, deps.separator, deps.noPrefixService ?? null);
   if (!target.ok) return refuse(decisionId, facts, target.code, target.message, 400, JSONRPC_INVALID_REQUEST, msg.id);
   facts.service = target.service;
   facts.name = target.name;
@@ -498,8 +500,14 @@ type Target =
   | { ok: false; code: string; message: string };
 
 /** Which service and name a Layer 1 method is about; the JSON-RPC layer has already typed the params. */
-function resolveTarget(target: McpTarget | undefined, separator: string): Target {
+function resolveTarget(target: McpTarget | undefined, separator: string, noPrefixService: string | null): Target {
   if (!target) return { ok: false, code: 'missing_target', message: 'Missing params for this method' };
+  if (noPrefixService !== null) {
+    // No-prefix mode: one backend, whose names and URIs travel unchanged.
+    return target.method === 'tools/call' || target.method === 'prompts/get'
+      ? { ok: true, service: noPrefixService, name: target.name, arguments: target.arguments }
+      : { ok: true, service: noPrefixService, name: target.uri, arguments: {} };
+  }
   if (target.method === 'tools/call' || target.method === 'prompts/get') {
     const split = splitToolName(target.name, separator);
     if (!split) return { ok: false, code: 'bad_name', message: `Name must be <service>${separator}<name>` };

@@ -129,6 +129,8 @@ export interface AuthzRuntimeOptions {
   jwt?: JwtVerifierOptions;
   policyFile?: string;
   separator?: string;
+  /** The no-prefix mode (exactly one backend): its service name. */
+  noPrefixService?: string | null;
   /** Runtime service states (admin enable/disable/suspend) laid over the file's catalog. */
   overlay?: CatalogOverlay;
   /** Envoy's max_request_bytes (the built-in front uses the same). */
@@ -285,6 +287,7 @@ export async function createAuthzRuntime(opts: AuthzRuntimeOptions): Promise<Aut
     },
     maxBodyBytes: opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
     separator: opts.separator ?? '__',
+    noPrefixService: opts.noPrefixService ?? null,
     newDecisionId: randomUUID,
     wwwAuthenticate: opts.wwwAuthenticate ?? 'Bearer realm="mcpgw"',
   };

@@ -66,6 +66,7 @@ program
     (v) => parsePort(v),
     envPort('MCPGW_GATEWAY_PORT', 3000),
   )
+  .option('--no-prefix', 'single-backend mode: tool names, prompts and URIs travel unprefixed (--role all)')
   .option('--no-state', 'run Layer 1 only, without the state store (no approvals, limits, flows or audit)')
   .option('--drain-seconds <n>', 'seconds NOT_SERVING before shutting down on SIGTERM', (v) => Number(v), 5)
   .addHelpText(

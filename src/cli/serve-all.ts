@@ -20,6 +20,7 @@ import { startBuiltinFront } from '../front/builtin.js';
 import { superviseEnvoy } from '../front/envoy-supervisor.js';
 import { gatewayPolicyFrom, keyRefresher, startGateway } from '../gateway/index.js';
 import type { Logger } from '../log.js';
+import { loadPolicyFile } from '../policy/load.js';
 import { openStore, type Layer2Store } from '../state/index.js';
 
 export interface ServeAllOptions {
@@ -32,6 +33,8 @@ export interface ServeAllOptions {
   front: { kind: 'envoy'; envoyBin: string } | { kind: 'builtin' };
   logger: Logger;
   drainSeconds: number;
+  /** No-prefix mode: the policy must name exactly one service; tool names travel unchanged. */
+  noPrefix?: boolean;
 }
 
 export interface RunningGateway {
@@ -62,7 +65,9 @@ export async function serveAll(o: ServeAllOptions): Promise<RunningGateway> {
     const store = await openStore({ home: o.home, logger: log });
     closers.push(() => store.close());
     const services = new ServiceStateStore(store.db);
+    const noPrefixService = o.noPrefix ? await singleService(o.policyFile) : null;
     const runtime = await createAuthzRuntime({
+      noPrefixService,
       home: o.home,
       store,
       policyFile: o.policyFile,
@@ -70,6 +75,9 @@ export async function serveAll(o: ServeAllOptions): Promise<RunningGateway> {
       overlay: async (data) => overlayServiceStates(data, await services.list()),
     });
     const active = runtime.policy.active;
+    if (noPrefixService !== null && Object.keys(active.policy.services ?? {}).join() !== noPrefixService) {
+      throw new Error('no-prefix mode needs a policy with exactly one service');
+    }
     await recordPolicyRevision(store, {
       source: o.policyFile,
       file: o.policyFile,
@@ -92,6 +100,7 @@ export async function serveAll(o: ServeAllOptions): Promise<RunningGateway> {
       identities: store.identity,
       keys: { sessionKey: runtime.sessionKey, requestMacKey: runtime.requestMacKey, keyRing: runtime.keyRing },
       logger: log,
+      ...(noPrefixService !== null ? { naming: { prefix: false } } : {}),
     });
     closers.push(() => gateway.close());
     const refreshKeys = keyRefresher(runtime.keyRing);
@@ -130,4 +139,14 @@ export async function serveAll(o: ServeAllOptions): Promise<RunningGateway> {
     await closeAll();
     throw err;
   }
+}
+
+async function singleService(policyFile: string): Promise<string> {
+  const loaded = await loadPolicyFile(policyFile);
+  const names = loaded.ok ? Object.keys(loaded.policy.services ?? {}) : [];
+  const only = names[0];
+  if (names.length !== 1 || only === undefined) {
+    throw new Error(`no-prefix mode needs exactly one service in ${policyFile} (found ${names.length})`);
+  }
+  return only;
 }

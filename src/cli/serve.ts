@@ -29,6 +29,8 @@ export interface ServeOptions {
   front: 'auto' | 'envoy' | 'builtin';
   listenPort?: number;
   gatewayPort: number;
+  /** commander's --no-prefix. */
+  prefix: boolean;
 }
 
 async function serveAllCommand(o: ServeOptions): Promise<void> {
@@ -60,6 +62,7 @@ async function serveAllCommand(o: ServeOptions): Promise<void> {
       front: envoyBin ? { kind: 'envoy', envoyBin } : { kind: 'builtin' },
       logger,
       drainSeconds: o.drainSeconds,
+      noPrefix: !o.prefix,
     });
   } catch (err) {
     process.stderr.write(`mcpgw serve: ${err instanceof Error ? err.message : String(err)}\n`);

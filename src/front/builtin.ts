@@ -331,7 +331,6 @@ class Exchange {
     if (!METHODS.has(this.method)) return this.reject(400);
     const client = readClientHeaders(req.rawHeaders, this.cfg.underscores, this.cfg.maxRequestHeaders);
     if (client.reject !== 0) return this.reject(client.reject);
-    if (client.upgrade) return this.reject(403);
     this.headers = client.headers;
     this.clientClose = client.close;
     this.hasBody = client.chunked || client.contentLength > 0;
@@ -348,6 +347,7 @@ class Exchange {
       return this.reject(400);
     }
     if (!AUTHORITY.test(this.authority)) return this.reject(400);
+    if (client.upgrade) return this.reject(403);
     const normalized = target.kind === 'asterisk' ? path : this.normalize(path);
     if (normalized === null) return this.reject(400);
     this.path = normalized;

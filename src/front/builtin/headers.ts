@@ -328,7 +328,10 @@ export function readClientHeaders(
       else if (UNREMOVABLE_NOMINATIONS.has(t)) {
         result.reject = 400;
         return result;
-      } else if (t !== 'te' && t !== 'keep-alive') headerRemove(list, t);
+      } else if (t === 'te') {
+        // A nominated TE survives only as `trailers`.
+        if (headerGet(list, 'te') !== 'trailers') headerRemove(list, 'te');
+      } else if (t !== 'keep-alive') headerRemove(list, t);
     }
   }
   return result;
