@@ -347,13 +347,15 @@ class Exchange {
       return this.reject(400);
     }
     if (!AUTHORITY.test(this.authority)) return this.reject(400);
-    if (client.upgrade) return this.reject(403);
     const normalized = target.kind === 'asterisk' ? path : this.normalize(path);
     if (normalized === null) return this.reject(400);
     this.path = normalized;
 
     const route = this.matchRoute();
     if (route === null) return this.localReply(404, 'route_not_found', [], '');
+    // Envoy refuses an upgrade it has no filter chain for once a route matched, before any
+    // direct response.
+    if (client.upgrade) return this.reject(403);
     this.route = route;
     if (route.directStatus !== null) {
       const headers: HeaderList = [];

@@ -318,20 +318,24 @@ export function readClientHeaders(
       .split(',')
       .map((t) => t.trim().toLowerCase())
       .filter((t) => t !== '');
+    if (upgrade !== null && upgrade.trim().toLowerCase() !== 'h2c' && tokens.includes('upgrade')) {
+      // Envoy keeps an upgrade's Connection header as it is (and then refuses the upgrade).
+      result.upgrade = true;
+      return result;
+    }
     if (tokens.length >= MAX_CONNECTION_TOKENS) {
       result.reject = 400;
       return result;
     }
     for (const t of tokens) {
       if (t === 'close') result.close = true;
-      else if (t === 'upgrade') result.upgrade = upgrade !== null && upgrade.trim().toLowerCase() !== 'h2c';
       else if (UNREMOVABLE_NOMINATIONS.has(t)) {
         result.reject = 400;
         return result;
       } else if (t === 'te') {
         // A nominated TE survives only as `trailers`.
         if (headerGet(list, 'te') !== 'trailers') headerRemove(list, 'te');
-      } else if (t !== 'keep-alive') headerRemove(list, t);
+      } else if (t !== 'keep-alive' && t !== 'upgrade') headerRemove(list, t);
     }
   }
   return result;
