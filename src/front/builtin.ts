@@ -215,6 +215,7 @@ class Front {
       noDelay: true,
     });
     this.server.keepAliveTimeout = cfg.idleTimeoutMs;
+    if (cfg.maxConnections > 0) this.server.maxConnections = cfg.maxConnections;
     const onRequest = (req: IncomingMessage, res: ServerResponse): void => new Exchange(this, req, res).start();
     this.server.on('request', onRequest);
     // node:http would answer an unknown `Expect` with 417 itself; Envoy passes it on to the gateway.
@@ -226,10 +227,8 @@ class Front {
       onRequest(req, res);
     });
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.onClientError(err, socket));
-    this.server.on('connect', (req: IncomingMessage, socket: Socket) => {
-      // A CONNECT matches no route.
-      this.writeRawLocalReply(socket, 404, req.method === 'HEAD');
-    });
+    // A CONNECT matches no route (node:http hands it over as a bare socket).
+    this.server.on('connect', (_req: IncomingMessage, socket: Socket) => this.writeRawLocalReply(socket, 404, false));
   }
 
   listen(): Promise<number> {
@@ -332,7 +331,8 @@ class Exchange {
     const client = readClientHeaders(req.rawHeaders, this.cfg.underscores, this.cfg.maxRequestHeaders);
     if (client.reject !== 0) return this.reject(client.reject);
     this.headers = client.headers;
-    this.clientClose = client.close;
+    // An upgrade request never completes as HTTP: Envoy closes after whatever it answers.
+    this.clientClose = client.close || client.upgrade;
     this.hasBody = client.chunked || client.contentLength > 0;
     const url = req.url ?? '';
     const target = parseTarget(url, this.method);
@@ -391,11 +391,8 @@ class Exchange {
   }
 
   private normalize(path: string): string | null {
-    if (this.cfg.rejectEscapedSlashes || this.cfg.normalizePath || this.cfg.mergeSlashes) {
-      // The front implements the three together, as our config sets them.
-      return normalizeRequestPath(path);
-    }
-    return path;
+    // compileFrontConfig accepts the three path settings only all on or all off.
+    return this.cfg.normalizePath ? normalizeRequestPath(path) : path;
   }
 
   private matchRoute(): RouteSpec | null {

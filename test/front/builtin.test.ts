@@ -118,7 +118,7 @@ describe('built-in front on its own', () => {
   });
 
   it('request head not finished in time: 408, JSON-RPC body, connection closed', async () => {
-    const r = await exchange(quick.port, 'GET /mcp HTTP/1.1\r\nHost: x\r\n', { timeoutMs: 4000 });
+    const r = await exchange(quick.port, 'GET /mcp HTTP/1.1\r\nHost: x\r\n', { timeoutMs: 4000, closeWaitMs: 300 });
     expect(r.status).toBe(408);
     expect(r.body.toString()).toBe(localReplyBody(-32600, 'Request timeout'));
     expect(r.headers).toContainEqual(['connection', 'close']);

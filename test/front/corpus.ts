@@ -305,6 +305,19 @@ export const CORPUS: Case[] = [
     request: rawRequest(['POST /mcp HTTP/1.1', H, 'Transfer-Encoding: chunked'], '0\r\n\r\n'),
     expectStatus: 200,
   },
+  {
+    name: 'chunked body with trailers',
+    request: rawRequest(
+      ['POST /mcp HTTP/1.1', H, 'Transfer-Encoding: chunked'],
+      '2\r\n{}\r\n0\r\nx-trailer: t\r\n\r\n',
+    ),
+    expectStatus: 200,
+  },
+  {
+    name: 'GET with a body',
+    request: rawRequest(['GET /mcp HTTP/1.1', H, 'Content-Length: 2'], '{}'),
+    expectStatus: 200,
+  },
   { name: 'POST without a body', request: rawRequest(['POST /mcp HTTP/1.1', H]), expectStatus: 200 },
   {
     name: 'POST with Content-Length: 0',
@@ -455,6 +468,21 @@ export const CORPUS: Case[] = [
     name: 'h2c upgrade is ignored',
     request: get('/mcp', ['Upgrade: h2c', 'Connection: Upgrade, HTTP2-Settings', 'HTTP2-Settings: AAMAAABkAAQAAP__']),
     expectStatus: 200,
+  },
+  {
+    name: 'websocket upgrade on a bad path (the path check wins)',
+    request: get('/mcp%2F', ['Upgrade: websocket', 'Connection: upgrade']),
+    expectStatus: 400,
+  },
+  {
+    name: 'websocket upgrade matching no route (404 wins)',
+    request: get('*', ['Upgrade: websocket', 'Connection: upgrade'], 'OPTIONS'),
+    expectStatus: 404,
+  },
+  {
+    name: 'websocket upgrade keeps its Connection header (no nomination checks)',
+    request: get('/nope', ['Upgrade: websocket', 'Connection: upgrade, x-forwarded-for, a, b, c, d, e, f, g, h']),
+    expectStatus: 403,
   },
   { name: 'HTTP/1.0', request: rawRequest(['GET /mcp HTTP/1.0', H]), expectStatus: 426 },
   { name: 'no Host', request: rawRequest(['GET /mcp HTTP/1.1']), expectStatus: 400 },

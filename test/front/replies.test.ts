@@ -53,6 +53,7 @@ describe('compileFrontConfig', () => {
       requestTimeoutMs: 60_000,
       streamIdleTimeoutMs: 300_000,
       idleTimeoutMs: 3_600_000,
+      maxConnections: 10_000,
     });
   });
 

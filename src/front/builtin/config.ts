@@ -57,6 +57,8 @@ export interface FrontConfig {
   streamIdleTimeoutMs: number;
   maxRequestHeadersBytes: number;
   maxRequestHeaders: number;
+  /** The overload manager's cap on open client connections. */
+  maxConnections: number;
   mappers: readonly LocalReplyMapper[];
   routes: readonly RouteSpec[];
   authz: {
@@ -250,7 +252,22 @@ function compileMapper(m: JsonObject, where: string): LocalReplyMapper {
 
 /** Reads an `envoyBootstrap()` document into the front's settings. */
 export function compileFrontConfig(bootstrap: JsonObject): FrontConfig {
+  onlyKeys(bootstrap, 'bootstrap', ['node', 'static_resources', 'layered_runtime', 'overload_manager', 'admin']);
   const resources = obj(bootstrap['static_resources'], 'static_resources');
+  onlyKeys(resources, 'static_resources', ['listeners', 'clusters']);
+  let maxConnections = 0;
+  if (bootstrap['overload_manager'] !== undefined) {
+    const om = obj(bootstrap['overload_manager'], 'overload_manager');
+    onlyKeys(om, 'overload_manager', ['resource_monitors']);
+    for (const [i, m] of arr(om['resource_monitors'], 'resource_monitors').entries()) {
+      const w = `resource_monitors[${i}]`;
+      const mon = obj(m, w);
+      if (mon['name'] !== 'envoy.resource_monitors.global_downstream_max_connections') {
+        throw new ConfigError(w, `unsupported monitor ${String(mon['name'])}`);
+      }
+      maxConnections = num(obj(mon['typed_config'], w)['max_active_downstream_connections'], w);
+    }
+  }
   const listeners = arr(resources['listeners'], 'listeners');
   if (listeners.length !== 1) throw new ConfigError('listeners', 'exactly one listener');
   const listener = obj(listeners[0], 'listener');
@@ -283,6 +300,11 @@ export function compileFrontConfig(bootstrap: JsonObject): FrontConfig {
   if (hcm['codec_type'] !== 'AUTO') throw new ConfigError('hcm.codec_type', 'must be AUTO');
   const escaped = str(hcm['path_with_escaped_slashes_action'] ?? 'KEEP_UNCHANGED', 'hcm.escaped_slashes');
   if (escaped !== 'REJECT_REQUEST' && escaped !== 'KEEP_UNCHANGED') throw new ConfigError('hcm.escaped', escaped);
+  const normalizePath = bool(hcm['normalize_path'], 'normalize_path', false);
+  const mergeSlashes = bool(hcm['merge_slashes'], 'merge_slashes', false);
+  if (normalizePath !== mergeSlashes || normalizePath !== (escaped === 'REJECT_REQUEST')) {
+    throw new ConfigError('hcm', 'normalize_path, merge_slashes and escaped-slash rejection go together');
+  }
   const common = obj(hcm['common_http_protocol_options'] ?? {}, 'hcm.common_http_protocol_options');
   onlyKeys(common, 'common_http_protocol_options', ['idle_timeout', 'headers_with_underscores_action']);
   const underscore = str(common['headers_with_underscores_action'] ?? 'ALLOW', 'headers_with_underscores_action');
@@ -332,6 +354,16 @@ export function compileFrontConfig(bootstrap: JsonObject): FrontConfig {
   const clusters = new Map<string, JsonObject>();
   for (const [i, c] of arr(resources['clusters'], 'clusters').entries()) {
     const co = obj(c, `clusters[${i}]`);
+    // HTTP/2 options and health checks concern Envoy's connection to authz; grpc-js speaks HTTP/2
+    // anyway and a single authz endpoint gets every Check whatever its health (panic routing).
+    onlyKeys(co, `clusters[${i}]`, [
+      'name',
+      'type',
+      'connect_timeout',
+      'load_assignment',
+      'typed_extension_protocol_options',
+      'health_checks',
+    ]);
     clusters.set(str(co['name'], `clusters[${i}].name`), co);
   }
   const clusterEndpoint = (name: string): { endpoint: Endpoint; connectTimeoutMs: number } => {
@@ -356,8 +388,8 @@ export function compileFrontConfig(bootstrap: JsonObject): FrontConfig {
   return {
     listen,
     connectionBufferBytes: num(listener['per_connection_buffer_limit_bytes'] ?? 1024 * 1024, 'buffer_limit'),
-    normalizePath: bool(hcm['normalize_path'], 'normalize_path', false),
-    mergeSlashes: bool(hcm['merge_slashes'], 'merge_slashes', false),
+    normalizePath,
+    mergeSlashes,
     rejectEscapedSlashes: escaped === 'REJECT_REQUEST',
     underscores,
     idleTimeoutMs: common['idle_timeout'] === undefined ? 3_600_000 : durationMs(common['idle_timeout'], 'idle'),
@@ -367,6 +399,7 @@ export function compileFrontConfig(bootstrap: JsonObject): FrontConfig {
     // Envoy's defaults: 60 KiB of request headers, 100 headers.
     maxRequestHeadersBytes: 60 * 1024,
     maxRequestHeaders: 100,
+    maxConnections,
     mappers,
     routes,
     authz: {

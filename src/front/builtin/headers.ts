@@ -66,7 +66,6 @@ export function headerAppendToExisting(list: HeaderList, name: string, value: st
   }
 }
 
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const PSEUDO_OR_TOKEN = /^:?[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 // eslint-disable-next-line no-control-regex -- control characters are exactly what it looks for
 const INVALID_VALUE = /[\x00-\x08\x0a-\x1f\x7f]/;
@@ -78,10 +77,6 @@ export function isValidMutationName(name: string): boolean {
 
 export function isValidMutationValue(value: string): boolean {
   return !INVALID_VALUE.test(value);
-}
-
-export function isToken(s: string): boolean {
-  return TOKEN.test(s);
 }
 
 /** A JS string as the bytes Envoy writes for it (UTF-8), in the binary form node:http sends. */
