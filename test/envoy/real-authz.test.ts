@@ -1,22 +1,48 @@
 /**
- * Real Envoy in front of the real `mcpgw` ext_authz server (real policy Wasm, real identity, real
- * gRPC) and a fake gateway upstream: what a client and the gateway actually receive.
+ * Each front — the real Envoy and the built-in one — in front of the real `mcpgw` ext_authz server
+ * (real policy Wasm, real identity, real gRPC) and a fake gateway upstream: what a client and the
+ * gateway actually receive.
  */
 import pino from 'pino';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAuthzServer, type AuthzServer } from '../../src/authz/server.js';
 import { verifyInternalJwt } from '../../src/identity/internal-jwt.js';
 import { verifyRequestMac } from '../../src/identity/request-mac.js';
 import { createLogger } from '../../src/log.js';
 import { createAuthzFixture, type AuthzFixture } from '../helpers/authz-fixture.js';
 import { describeWith, findExecutable } from '../helpers/components.js';
-import { send, startEnvoy, startFakeGateway, type FakeGateway, type RunningEnvoy } from './harness.js';
+import { startBuiltinFront } from '../../src/front/builtin.js';
+import { send, startEnvoy, startFakeGateway, type FakeGateway } from './harness.js';
 
-describeWith(['envoy'], 'real Envoy → real mcpgw authz → gateway', () => {
+interface Front {
+  readonly port: number;
+  stop(): Promise<void>;
+}
+type StartFront = (authzPort: number, gatewayPort: number) => Promise<Front>;
+
+const startRealEnvoy: StartFront = (authzPort, gatewayPort) =>
+  startEnvoy(findExecutable('envoy') ?? 'envoy', {
+    authz: { host: '127.0.0.1', port: authzPort },
+    gateway: { host: '127.0.0.1', port: gatewayPort },
+  });
+
+const startBuiltin: StartFront = async (authzPort, gatewayPort) => {
+  const f = await startBuiltinFront({
+    listen: { host: '127.0.0.1', port: 0 },
+    authz: { host: '127.0.0.1', port: authzPort },
+    gateway: { host: '127.0.0.1', port: gatewayPort },
+  });
+  return { port: f.port, stop: () => f.close() };
+};
+
+describeWith(['envoy'], 'real Envoy → real mcpgw authz → gateway', () => suite(startRealEnvoy));
+describe('built-in front → real mcpgw authz → gateway', () => suite(startBuiltin));
+
+function suite(startFront: StartFront): void {
   let fx: AuthzFixture;
   let authz: AuthzServer;
   let gateway: FakeGateway;
-  let envoy: RunningEnvoy;
+  let envoy: Front;
 
   beforeAll(async () => {
     fx = await createAuthzFixture({ policyFile: new URL('../fixtures/check/policy.yaml', import.meta.url).pathname });
@@ -26,10 +52,7 @@ describeWith(['envoy'], 'real Envoy → real mcpgw authz → gateway', () => {
       logger: createLogger({ destination: pino.destination({ dest: '/dev/null', sync: true }) }),
     });
     gateway = await startFakeGateway();
-    envoy = await startEnvoy(findExecutable('envoy') ?? 'envoy', {
-      authz: { host: '127.0.0.1', port: authz.port },
-      gateway: { host: '127.0.0.1', port: gateway.port },
-    });
+    envoy = await startFront(authz.port, gateway.port);
   }, 60_000);
 
   afterAll(async () => {
@@ -124,4 +147,4 @@ describeWith(['envoy'], 'real Envoy → real mcpgw authz → gateway', () => {
     expect(res.status).toBe(413);
     expect(JSON.parse(res.body.toString())).toMatchObject({ jsonrpc: '2.0' });
   });
-});
+}
