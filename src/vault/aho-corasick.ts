@@ -283,12 +283,14 @@ export class AhoCorasick {
     // Ends up to here have been reported by an earlier run of the automaton.
     let reported = 0;
     while (pos <= n) {
+      const k3 = classOf[text.charCodeAt(pos - 1)] as number;
+      if (k3 === 0) {
+        // In no pattern: no occurrence spans it, so the next one starts after it.
+        pos += m;
+        continue;
+      }
       const sh = shift[
-        blockHash(
-          classOf[text.charCodeAt(pos - 3)] as number,
-          classOf[text.charCodeAt(pos - 2)] as number,
-          classOf[text.charCodeAt(pos - 1)] as number,
-        )
+        blockHash(classOf[text.charCodeAt(pos - 3)] as number, classOf[text.charCodeAt(pos - 2)] as number, k3)
       ] as number;
       if (sh !== 0) {
         pos += sh;

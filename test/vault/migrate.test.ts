@@ -190,11 +190,16 @@ async function builtin(): Promise<BuiltinSecretStore> {
   return BuiltinSecretStore.open({ db, keyDir: join(dir, 'keys') });
 }
 
+// Two builtin stores (own database, own key) shared by the suites below: PGlite takes seconds to start.
+let pair: Promise<[BuiltinSecretStore, BuiltinSecretStore]> | null = null;
+const builtinPair = (): Promise<[BuiltinSecretStore, BuiltinSecretStore]> =>
+  (pair ??= Promise.all([builtin(), builtin()]));
+
 describe('migrateSecrets builtin → builtin (another database and key)', () => {
   let a: BuiltinSecretStore;
   let b: BuiltinSecretStore;
   beforeAll(async () => {
-    [a, b] = await Promise.all([builtin(), builtin()]);
+    [a, b] = await builtinPair();
   });
   migrationCases(() => ({ a, b }));
 
@@ -211,7 +216,7 @@ describeWith(['bao'], 'migrateSecrets builtin ↔ vault (OpenBao dev server)', (
   let a: BuiltinSecretStore;
   let b: VaultSecretStore;
   beforeAll(async () => {
-    [bao, a] = await Promise.all([startBao(), builtin()]);
+    [bao, [a]] = await Promise.all([startBao(), builtinPair()]);
     b = new VaultSecretStore({ address: bao.address, token: bao.token, timeoutMs: 3000 });
   });
   afterAll(async () => {
