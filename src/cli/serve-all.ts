@@ -22,6 +22,7 @@ import { gatewayPolicyFrom, keyRefresher, startGateway } from '../gateway/index.
 import type { Logger } from '../log.js';
 import { loadPolicyFile } from '../policy/load.js';
 import { openStore, type Layer2Store } from '../state/index.js';
+import { LiveRedactor, openSecretStore, type SecretsConfig } from '../vault/index.js';
 
 export interface ServeAllOptions {
   home: string;
@@ -35,6 +36,8 @@ export interface ServeAllOptions {
   drainSeconds: number;
   /** No-prefix mode: the policy must name exactly one service; tool names travel unchanged. */
   noPrefix?: boolean;
+  /** Where backend credentials live (default: builtin, encrypted in the state store). */
+  secrets?: SecretsConfig;
 }
 
 export interface RunningGateway {
@@ -65,6 +68,13 @@ export async function serveAll(o: ServeAllOptions): Promise<RunningGateway> {
     const store = await openStore({ home: o.home, logger: log });
     closers.push(() => store.close());
     const services = new ServiceStateStore(store.db);
+    const secrets = await openSecretStore(o.secrets ?? { backend: 'builtin' }, { db: store.db, keyDir: paths.keys });
+    closers.push(() => secrets.close());
+    // Everything a backend sends is redacted for every stored secret before it travels on.
+    const redactor = await LiveRedactor.start(secrets, {
+      log: (msg, err) => log.warn({ err: err instanceof Error ? err.message : String(err) }, msg),
+    });
+    closers.push(() => redactor.close());
     const noPrefixService = o.noPrefix ? await singleService(o.policyFile) : null;
     const runtime = await createAuthzRuntime({
       noPrefixService,
@@ -100,6 +110,12 @@ export async function serveAll(o: ServeAllOptions): Promise<RunningGateway> {
       identities: store.identity,
       keys: { sessionKey: runtime.sessionKey, requestMacKey: runtime.requestMacKey, keyRing: runtime.keyRing },
       logger: log,
+      envFor: async (service) => {
+        const values = await secrets.valuesFor(service);
+        redactor.noteInjected(service, values);
+        return values;
+      },
+      redact: (v) => redactor.current.redact(v),
       ...(noPrefixService !== null ? { naming: { prefix: false } } : {}),
     });
     closers.push(() => gateway.close());
@@ -110,7 +126,8 @@ export async function serveAll(o: ServeAllOptions): Promise<RunningGateway> {
       services,
       backends: () => gateway.aggregator.stats().backends,
       onGrantsChanged: (userId) => gateway.notifyGrantsChanged(userId),
-      onServicesChanged: () => void runtime.policy.refreshOverlay(),
+      // Awaited: the admin API answers once the switch is in force here (the NOTIFY below is for other replicas).
+      onServicesChanged: () => runtime.policy.refreshOverlay(),
     });
     gateway.setAdminHandler(adminHttpHandler(admin, internalJwtCallerVerifier(runtime.keyRing, { refreshKeys })));
     // Another replica (or the admin API here) switched a service: re-apply the overlay.

@@ -63,6 +63,7 @@ async function serveAllCommand(o: ServeOptions): Promise<void> {
       logger,
       drainSeconds: o.drainSeconds,
       noPrefix: !o.prefix,
+      ...(cfg ? { secrets: cfg.secrets } : {}),
     });
   } catch (err) {
     process.stderr.write(`mcpgw serve: ${err instanceof Error ? err.message : String(err)}\n`);

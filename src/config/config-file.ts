@@ -5,6 +5,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { parseDocument, stringify } from 'yaml';
 import { z } from 'zod';
+import { secretsConfigSchema } from '../vault/index.js';
 
 export const configSchema = z.strictObject({
   version: z.literal(1),
@@ -13,7 +14,8 @@ export const configSchema = z.strictObject({
   /** The policy file, absolute. */
   policy: z.string().min(1),
   auth: z.strictObject({ mode: z.enum(['api-key', 'keycloak']).default('api-key') }),
-  secrets: z.strictObject({ backend: z.enum(['builtin', 'vault', 'none']).default('builtin') }),
+  /** `secrets.backend: builtin | vault | none` and, for vault, its address, mount, namespace, token file. */
+  secrets: secretsConfigSchema,
   tui: z.boolean().default(false),
   /** Which preset wrote this file, for `status`. */
   preset: z.enum(['openclaw', 'team', 'enterprise', 'custom']).default('custom'),
