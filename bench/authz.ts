@@ -100,6 +100,7 @@ const denyFrames = [
 
 function startServer(
   mode: string,
+  env: Record<string, string> = {},
 ): Promise<{ proc: ChildProcess; port: number; counts: () => Promise<{ allow: number; deny: number }> }> {
   const proc = spawn(
     'taskset',
@@ -121,7 +122,7 @@ function startServer(
       '--log',
       join(out, `server-${mode}.log`),
     ],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
+    { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } },
   );
   const lines = createInterface({ input: proc.stdout as NodeJS.ReadableStream });
   const waiting: ((l: string) => void)[] = [];
@@ -273,6 +274,17 @@ try {
   if (c.allow + c.deny !== fixed.n || c.allow !== c.deny)
     throw new Error(`fixed-rate counts ${JSON.stringify(c)} do not match ${fixed.n} answers`);
   l1.proc.kill('SIGTERM');
+
+  // The same path with the Layer 1 decision cache off: every call evaluates the Wasm.
+  const cold = await startServer('layer1', { MCPGW_L1_DECISION_CACHE: '0' });
+  await maxRate(cold.port, allowFrames); // warm-up
+  await cold.counts();
+  const coldAllow = await maxRate(cold.port, allowFrames);
+  expectCounts('layer1 allow, no decision cache', await cold.counts(), { allow: per, deny: 0 });
+  cold.proc.kill('SIGTERM');
+  console.log(
+    `(d) Layer 1 allow, decision cache off: ${coldAllow.toFixed(0)} req/s (${(coldAllow / baseline).toFixed(2)}× baseline)`,
+  );
   console.log(
     `Layer 1 at ${FIXED_RPS} req/s (half allow, half deny, ${fixed.n} calls): p50 ${r3(fixed.p50)} ms, p99 ${r3(fixed.p99)} ms`,
   );

@@ -14,6 +14,8 @@ export function toCheckResponse(result: CheckResult, policyRevision: string | nu
   // (%DYNAMIC_METADATA(envoy.filters.http.ext_authz:decision_id)%).
   const dynamicMetadata: Record<string, string> = { decision_id: result.decisionId, decision: result.kind };
   if (policyRevision) dynamicMetadata['policy_revision'] = policyRevision;
+  // The access log names who called (Envoy's %DYNAMIC_METADATA(envoy.filters.http.ext_authz:user)%).
+  if (result.facts.userId) dynamicMetadata['user'] = result.facts.userId;
   if (result.kind === 'allow') {
     return CheckResponse.fromPartial({
       status: { code: 0, message: '' },

@@ -104,7 +104,9 @@ async function build(
   const result = compilePolicyText(text, file);
   if (!result.ok) return result;
   try {
-    const engine = await createLayer1Engine(await overlay(result.compiled.data));
+    const engine = await createLayer1Engine(await overlay(result.compiled.data), {
+      decisionCache: decisionCacheSize(),
+    });
     return {
       ok: true,
       active: { engine, compiled: result.compiled, policy: result.policy, source: file },
@@ -118,6 +120,13 @@ async function build(
       ],
     };
   }
+}
+
+/** `MCPGW_L1_DECISION_CACHE=0` turns the Layer 1 decision cache off (benchmarks of cold evaluation). */
+function decisionCacheSize(): number | undefined {
+  const v = process.env['MCPGW_L1_DECISION_CACHE'];
+  const n = v === undefined || v === '' ? NaN : Number(v);
+  return Number.isInteger(n) && n >= 0 ? n : undefined;
 }
 
 export interface AuthzRuntimeOptions {

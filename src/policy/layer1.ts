@@ -50,6 +50,8 @@ const wasmApi = (globalThis as unknown as { WebAssembly: { compile(bytes: Uint8A
 export interface Layer1EngineOptions {
   /** The policy, as Wasm bytes or compiled by `compileLayer1Policy`; defaults to `rego/policy.wasm`. */
   wasm?: Uint8Array | CompiledPolicy;
+  /** Decisions kept per revision (0 = evaluate every call); default DEFAULT_DECISION_CACHE. */
+  decisionCache?: number;
 }
 
 export class Layer1DataError extends Error {
@@ -231,7 +233,10 @@ class Instance {
    * buffer for the input and a byte-by-byte JavaScript scan for the end of the result.
    */
   private evaluateRaw(raw: RawPolicy, input: unknown): unknown {
-    const json = JSON.stringify(input);
+    return this.evaluateJson(raw, JSON.stringify(input));
+  }
+
+  private evaluateJson(raw: RawPolicy, json: string): unknown {
     const len = Buffer.byteLength(json);
     const at = raw.dataHeapPtr;
     if (at + len > raw.mem.buffer.byteLength)
@@ -245,13 +250,34 @@ class Instance {
     return JSON.parse(utf8Decoder.decode(mem.subarray(out, end)));
   }
 
+  /**
+   * Decisions by slim input. Layer 1 is a pure function of (data, slim input) and an Instance never
+   * changes its data, so a hit is exactly what the Wasm would answer; a new revision is a new
+   * Instance with an empty cache. Entries are deep-frozen because callers share them.
+   */
+  private readonly cache = new Map<string, Layer1Decision>();
+  cacheSize = DEFAULT_DECISION_CACHE;
+
   evaluate(input: Layer1Input): Layer1Decision {
     const problem = inputProblem(input);
     if (problem) return failClosedDecision(`malformed input (${problem})`);
     let rs: unknown;
+    let key: string | null = null;
     try {
       const slim = slimInput(input, this.fields);
-      rs = this.raw ? this.evaluateRaw(this.raw, slim) : this.policy.evaluate(slim, this.entrypoint);
+      if (this.raw && this.cacheSize > 0) {
+        key = JSON.stringify(slim);
+        const hit = this.cache.get(key);
+        if (hit) {
+          // Least recently used goes first: re-insert on every hit.
+          this.cache.delete(key);
+          this.cache.set(key, hit);
+          return hit;
+        }
+        rs = this.evaluateJson(this.raw, key);
+      } else {
+        rs = this.raw ? this.evaluateRaw(this.raw, slim) : this.policy.evaluate(slim, this.entrypoint);
+      }
     } catch (e) {
       return failClosedDecision(describe(e));
     }
@@ -267,8 +293,28 @@ class Instance {
         `malformed decision (${issue ? `${issue.path.join('.')}: ${issue.message}` : 'invalid'})`,
       );
     }
+    if (key !== null && key.length <= MAX_CACHED_INPUT_CHARS) {
+      if (this.cache.size >= this.cacheSize) {
+        const oldest = this.cache.keys().next();
+        if (!oldest.done) this.cache.delete(oldest.value);
+      }
+      this.cache.set(key, deepFreeze(parsed.data));
+    }
     return parsed.data;
   }
+}
+
+/** Entries kept per revision; an entry is a few hundred bytes. */
+export const DEFAULT_DECISION_CACHE = 4096;
+/** Inputs larger than this (big classified arguments) are evaluated every time, not kept. */
+const MAX_CACHED_INPUT_CHARS = 4096;
+
+function deepFreeze<T>(v: T): T {
+  if (typeof v === 'object' && v !== null && !Object.isFrozen(v)) {
+    for (const child of Object.values(v)) deepFreeze(child);
+    Object.freeze(v);
+  }
+  return v;
 }
 
 class Engine implements Layer1Engine {
@@ -278,7 +324,10 @@ class Engine implements Layer1Engine {
   constructor(
     private readonly module: CompiledPolicy,
     private current: Instance,
-  ) {}
+    private readonly cacheSize: number,
+  ) {
+    current.cacheSize = cacheSize;
+  }
 
   get revision(): string {
     return this.current.revision;
@@ -291,6 +340,7 @@ class Engine implements Layer1Engine {
   async swap(data: Layer1Data): Promise<void> {
     const ticket = ++this.swapsStarted;
     const next = await Instance.create(this.module, data);
+    next.cacheSize = this.cacheSize;
     // A slower, older swap must not replace a newer revision that finished first.
     if (ticket < this.installedSwap) return;
     this.installedSwap = ticket;
@@ -300,5 +350,5 @@ class Engine implements Layer1Engine {
 
 export async function createLayer1Engine(data: Layer1Data, options: Layer1EngineOptions = {}): Promise<Layer1Engine> {
   const module = await compiledPolicy(options.wasm);
-  return new Engine(module, await Instance.create(module, data));
+  return new Engine(module, await Instance.create(module, data), options.decisionCache ?? DEFAULT_DECISION_CACHE);
 }

@@ -92,11 +92,23 @@ describe('Layer 1 fixture corpus (committed Wasm)', () => {
 });
 
 describe('evaluate', () => {
-  it('returns a fresh decision object each call', async () => {
+  it('a decision (cached and shared) cannot be tampered with to change later answers', async () => {
     const engine = await createLayer1Engine(gmail);
     const a = engine.evaluate(input({ name: 'read_email' }));
-    a.classification.labels.push('tampered:yes');
+    expect(() => a.classification.labels.push('tampered:yes')).toThrow(TypeError);
     expect(engine.evaluate(input({ name: 'read_email' })).classification.labels).toEqual(['data:private']);
+  });
+
+  it('the decision cache belongs to one revision: a swap answers from the new data', async () => {
+    const engine = await createLayer1Engine(gmail);
+    expect(engine.evaluate(input({ name: 'read_email' })).classification.labels).toEqual(['data:private']);
+    const relabelled = structuredClone(gmail) as typeof gmail;
+    const entry = relabelled.tools['gmail']?.['read_email'];
+    if (!entry) throw new Error('fixture lacks gmail.read_email');
+    entry.labels = ['data:public'];
+    relabelled.revision = 'relabelled';
+    await engine.swap(relabelled);
+    expect(engine.evaluate(input({ name: 'read_email' })).classification.labels).toEqual(['data:public']);
   });
 
   it('ignores arguments no classifier or extractor reads, however large', async () => {
