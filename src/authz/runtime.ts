@@ -6,7 +6,11 @@ import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { keysDir, loadOrCreateKey } from '../config/keys.js';
 import { looksLikeApiKey } from '../identity/api-keys.js';
-import { createInternalJwtIssuer, FileKeyRing } from '../identity/internal-jwt.js';
+import { DbKeyRing } from '../identity/db-key-ring.js';
+import { createInternalJwtIssuer, FileKeyRing, type KeyRing } from '../identity/internal-jwt.js';
+
+/** The ring authz signs with; `reload` lets the gateway pick up a rotation made elsewhere. */
+export type RuntimeKeyRing = KeyRing & { reload(): Promise<void> };
 import { createJwtVerifier, type JwtVerifier, type JwtVerifierOptions } from '../identity/jwt.js';
 import { requestMac } from '../identity/request-mac.js';
 import { verifyServerRequestId, verifySessionId } from '../identity/session.js';
@@ -151,7 +155,9 @@ export interface AuthzRuntimeOptions {
 
 export interface AuthzRuntime {
   readonly policy: PolicyHolder;
-  readonly keyRing: FileKeyRing;
+  readonly keyRing: RuntimeKeyRing;
+  /** Stops background work (key refresh); call before closing the store. */
+  close(): Promise<void>;
   readonly sessionKey: Buffer;
   readonly requestMacKey: Buffer;
   check(view: HttpRequestView): Promise<CheckResult>;
@@ -161,11 +167,23 @@ export interface AuthzRuntime {
 
 export async function createAuthzRuntime(opts: AuthzRuntimeOptions): Promise<AuthzRuntime> {
   const dir = keysDir(opts.home);
-  const [sessionKey, requestMacKey, keyRing] = await Promise.all([
+  const [sessionKey, requestMacKey] = await Promise.all([
     loadOrCreateKey(dir, 'session.key'),
     loadOrCreateKey(dir, 'request-mac.key'),
-    FileKeyRing.open(join(dir, 'internal-jwt.json')),
   ]);
+  // With a state store the signing keys live in the database (encrypted, shared by replicas);
+  // stateless authz keeps them in a file.
+  const keyRing: RuntimeKeyRing = opts.store
+    ? await DbKeyRing.open({
+        store: opts.store,
+        home: opts.home,
+        onError: (err) =>
+          opts.logger.warn(
+            { err: err instanceof Error ? err.message : String(err) },
+            'internal-JWT key refresh failed; keeping the current keys',
+          ),
+      })
+    : await FileKeyRing.open(join(dir, 'internal-jwt.json'));
   const issuer = createInternalJwtIssuer({ ring: keyRing });
 
   let jwtVerifier: JwtVerifier | null = null;
@@ -307,6 +325,9 @@ export async function createAuthzRuntime(opts: AuthzRuntimeOptions): Promise<Aut
     sessionKey,
     requestMacKey,
     check: (view) => check(view, deps),
+    close: async () => {
+      if (keyRing instanceof DbKeyRing) await keyRing.close();
+    },
     async reloadPolicy() {
       const src = await loadPolicySource(opts.policyFile);
       if (!src.ok) return src;

@@ -7,7 +7,9 @@ import { readFileSync } from 'node:fs';
 import { mcpgwHome } from '../config/keys.js';
 import { InitError, initInstallation, PRESETS, type Preset } from './init.js';
 import { clientSnippet, dockerEngineAnswers, down, EXIT, LifecycleError, status, upNative } from './lifecycle.js';
+import { registerSecretCommands } from './secret.js';
 import { serveCommand } from './serve.js';
+import { registerVaultCommands } from './vault.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -197,6 +199,9 @@ program
     if (!r.running) process.exit(EXIT.notRunning);
     if (!r.healthy) process.exit(EXIT.failed);
   });
+
+registerSecretCommands(program);
+registerVaultCommands(program);
 
 function envPort(name: string, fallback: number): number {
   const v = process.env[name];

@@ -84,6 +84,7 @@ export async function serveAll(o: ServeAllOptions): Promise<RunningGateway> {
       logger: log,
       overlay: async (data) => overlayServiceStates(data, await services.list()),
     });
+    closers.push(() => runtime.close());
     const active = runtime.policy.active;
     if (noPrefixService !== null && Object.keys(active.policy.services ?? {}).join() !== noPrefixService) {
       throw new Error('no-prefix mode needs a policy with exactly one service');
@@ -103,6 +104,11 @@ export async function serveAll(o: ServeAllOptions): Promise<RunningGateway> {
     });
     closers.push(() => authz.drain());
 
+    const envFor = async (service: string): Promise<Record<string, string>> => {
+      const values = await secrets.valuesFor(service);
+      redactor.noteInjected(service, values);
+      return values;
+    };
     const gateway = await startGateway({
       host: '127.0.0.1',
       port: o.gatewayPort,
@@ -110,11 +116,7 @@ export async function serveAll(o: ServeAllOptions): Promise<RunningGateway> {
       identities: store.identity,
       keys: { sessionKey: runtime.sessionKey, requestMacKey: runtime.requestMacKey, keyRing: runtime.keyRing },
       logger: log,
-      envFor: async (service) => {
-        const values = await secrets.valuesFor(service);
-        redactor.noteInjected(service, values);
-        return values;
-      },
+      envFor,
       redact: (v) => redactor.current.redact(v),
       ...(noPrefixService !== null ? { naming: { prefix: false } } : {}),
     });
@@ -128,6 +130,8 @@ export async function serveAll(o: ServeAllOptions): Promise<RunningGateway> {
       onGrantsChanged: (userId) => gateway.notifyGrantsChanged(userId),
       // Awaited: the admin API answers once the switch is in force here (the NOTIFY below is for other replicas).
       onServicesChanged: () => runtime.policy.refreshOverlay(),
+      // The same injection path as the gateway's; a changed value is redacted before the answer.
+      secrets: { store: secrets, envFor, onChanged: () => redactor.refresh() },
     });
     gateway.setAdminHandler(adminHttpHandler(admin, internalJwtCallerVerifier(runtime.keyRing, { refreshKeys })));
     // Another replica (or the admin API here) switched a service: re-apply the overlay.

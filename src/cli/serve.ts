@@ -171,6 +171,7 @@ export async function serveCommand(o: ServeOptions): Promise<void> {
     logger.info({ signal }, 'shutting down');
     void server
       .drain()
+      .then(() => runtime.close())
       .then(() => store?.close())
       .then(() => {
         logger.flush();
