@@ -15,9 +15,16 @@
  * every backend) on core 1; pgbench on core 0 while it runs alone. Max throughput uses h2load
  * without --rps; latency percentiles use a fixed 1,000 req/s (--rps per client, --log-file).
  *
- * The server counts answers by outcome and rule; a phase whose counts differ from what its frames
- * must get fails the bench, and so does a database whose audit rows, velocity windows or taint
- * marks do not match the answers afterwards.
+ * The servers run as in production: decisions logged at info (to a file), identities read from
+ * the store (cached), the audit sealer running in the server process, pool of BENCH_POOL (10, the
+ * default). The server counts answers by outcome and rule; a phase whose counts differ from what
+ * its frames must get fails the bench (a fail-closed deny for a missed 250 ms state budget is
+ * tolerated up to 1% at max rate and reported), and so does a database whose audit rows, velocity
+ * windows, taint marks or audit chain do not match the answers afterwards. A fail-closed deny
+ * that got no audit row is reported as an AUDIT GAP and makes the exit code 1.
+ * Knobs (env): BENCH_USERS, BENCH_TRANSFERS, BENCH_STREAMS, BENCH_POOL, BENCH_PER_FRAME,
+ * BENCH_FIXED_SECONDS, BENCH_PGBENCH_SECONDS, BENCH_CPU_PROF=<dir> (profiles the servers and
+ * prints where their time went), BENCH_KEEP=1, and the BENCH_*_CORE pinning.
  * Last line: {"bench":"layer2","store":"postgres","rps":…,"p50_ms":…,"p99_ms":…,"baseline_rps":…,
  * "pgbench_tps":…,"ratio":…} with ratio = rps / pgbench_tps.
  */
@@ -30,7 +37,7 @@ import pg from 'pg';
 import { keysDir, loadOrCreateKey } from '../src/config/keys.js';
 import { mintSessionId } from '../src/identity/session.js';
 import { openStore, type Layer2Store } from '../src/state/index.js';
-import { describeCpu, snapshot } from './layer2/cpu.js';
+import { describeCpu, perDecision, snapshot } from './layer2/cpu.js';
 import { h2loadAll, quantile, readLatencies } from './layer2/h2load.js';
 import { runPgbench, writeScripts } from './layer2/pgbench.js';
 import { affinityOf, startBenchPostgres, type BenchPostgres } from './layer2/postgres.js';
@@ -52,21 +59,32 @@ const SERVER_CORE = process.env['BENCH_SERVER_CORE'] ?? '0';
 const LOAD_CORE = process.env['BENCH_LOAD_CORE'] ?? '1';
 const PG_CORE = process.env['BENCH_PG_CORE'] ?? LOAD_CORE;
 const PGBENCH_CORE = process.env['BENCH_PGBENCH_CORE'] ?? SERVER_CORE;
-const READERS = env('BENCH_USERS', 64);
-const TRANSFERS = env('BENCH_TRANSFERS', 8);
+/**
+ * h2load sends one body per process, so one frame = one user = one h2load process. Many processes
+ * with one stream each starve the server on a shared core (each waits for its time slice: 72 × 1
+ * gave a third of the throughput of 24 × 3 at the same 72-84 calls in flight, with 3× the h2load
+ * CPU per request). So: 24 users plus 4 transfer frames, 3 concurrent calls each (84 in flight),
+ * which keeps the pool busy, leaves each user ~150 calls/s below the 200/s limit, and keeps pool
+ * waits well inside the 250 ms state budget. A user's concurrent calls contend for their keys'
+ * locks, as an agent's parallel calls do.
+ */
+const READERS = env('BENCH_USERS', 24);
+const TRANSFERS = env('BENCH_TRANSFERS', 4);
 /** h2load: one connection per frame, this many concurrent streams on it (max-rate phases). */
-const STREAMS = env('BENCH_STREAMS', 1);
-/** The PostgreSQL pool of the server, and pgbench's client count. */
+const STREAMS = env('BENCH_STREAMS', 3);
 const POOL = env('BENCH_POOL', 10);
-const PER_FRAME = env('BENCH_PER_FRAME', 500);
-const PGLITE_PER_FRAME = env('BENCH_PGLITE_PER_FRAME', 80);
-const WARMUP_PER_FRAME = env('BENCH_WARMUP_PER_FRAME', 100);
+const PER_FRAME = env('BENCH_PER_FRAME', 1250);
+const PGLITE_PER_FRAME = env('BENCH_PGLITE_PER_FRAME', 200);
+const WARMUP_PER_FRAME = env('BENCH_WARMUP_PER_FRAME', 250);
 const FIXED_RPS = 1000;
 const FIXED_SECONDS = env('BENCH_FIXED_SECONDS', 10);
 const PGBENCH_SECONDS = env('BENCH_PGBENCH_SECONDS', 10);
 const CPU_PROF = process.env['BENCH_CPU_PROF'] ? resolve(process.env['BENCH_CPU_PROF']) : null;
 const DATABASE = 'mcpgw_bench';
-/** Share of calls in a measured phase allowed to miss the state budget (see checkAnswers). */
+/**
+ * Share of calls in a max-rate phase allowed to miss the state budget (see checkAnswers). At a
+ * fixed rate any number may: such a call is a latency above 250 ms, reported and counted in p99.
+ */
 const MAX_BUDGET_DENIES = Number(process.env['BENCH_MAX_BUDGET_DENIES'] ?? 0.01);
 const BUDGET_DENY = 'deny:(none)';
 
@@ -77,6 +95,8 @@ if (spawnSync('taskset', ['-c', LOAD_CORE, 'true']).status !== 0)
   throw new Error('taskset cannot pin to the load core');
 if (spawnSync('h2load', ['--version']).status !== 0)
   throw new Error('h2load is needed (apt-get install nghttp2-client)');
+if (spawnSync('/usr/bin/time', ['true']).status !== 0)
+  throw new Error('/usr/bin/time is needed (apt-get install time)');
 
 const work = mkdtempSync(join(tmpdir(), 'mcpgw-bench-l2-'));
 const home = join(work, 'home');
@@ -222,7 +242,15 @@ async function maxRate(
   ledger: Ledger | null,
   postmasterPid: number | null,
   warmUp = false,
-): Promise<{ rps: number; h2rps: number; cpu: string; budgetDenies: number }> {
+): Promise<{
+  rps: number;
+  h2rps: number;
+  cpu: string;
+  budgetDenies: number;
+  serverUs: number;
+  postgresUs: number;
+  h2loadUs: number;
+}> {
   await server.counts(); // reset
   const before = snapshot(server.pid, postmasterPid);
   const res = await h2loadAll(
@@ -249,13 +277,14 @@ async function maxRate(
     warmUp ? 1 : MAX_BUDGET_DENIES,
   );
   const total = perFrame * frames.length;
+  const h2loadUs = (res.reduce((a, r) => a + r.cpuSeconds, 0) / total) * 1e6;
   return {
     rps: total / (c.spanMs / 1000),
     h2rps: total / Math.max(...res.map((r) => r.seconds)),
-    cpu: `${describeCpu(before, after, [SERVER_CORE, LOAD_CORE], total)}, h2load ${Math.round(
-      (res.reduce((a, r) => a + r.cpuSeconds, 0) / total) * 1e6,
-    )} µs/request`,
+    cpu: `${describeCpu(before, after, [SERVER_CORE, LOAD_CORE], total)}, h2load ${Math.round(h2loadUs)} µs/request`,
     budgetDenies,
+    ...perDecision(before, after, total),
+    h2loadUs,
   };
 }
 
@@ -299,7 +328,7 @@ async function fixedRate(
       frames.map(() => n),
       expect,
     ),
-    MAX_BUDGET_DENIES,
+    1, // fixed rate: see MAX_BUDGET_DENIES
   );
   const { lat, rate: achieved } = readLatencies(logs);
   if (lat.length !== n * frames.length)
@@ -315,13 +344,32 @@ async function fixedRate(
   };
 }
 
-/** Audit rows, velocity windows and taint marks must match every answer the server gave. */
-async function verifyState(store: Layer2Store, ledger: Ledger, readers: readonly string[], label: string) {
+/**
+ * Audit rows, velocity windows and taint marks must match every answer the server gave. One
+ * exception is counted rather than fatal here: a fail-closed deny (missed budget) whose separate
+ * best-effort audit insert failed too (it goes through the same saturated pool and budget). The
+ * bench reports such gaps loudly and exits non-zero at the end. Resolves to the number of gaps.
+ */
+async function verifyState(
+  store: Layer2Store,
+  ledger: Ledger,
+  readers: readonly string[],
+  label: string,
+): Promise<number> {
   const audit = await store.db.query<{ outcome: string; rule: string | null; n: string }>(
     'SELECT outcome, rule, count(*)::text AS n FROM audit_log GROUP BY 1, 2',
   );
   const got: Record<string, number> = {};
   for (const r of audit.rows) got[`${r.outcome}:${r.rule ?? '(none)'}`] = Number(r.n);
+  const answeredBudget = ledger.counts.get(BUDGET_DENY) ?? 0;
+  const gaps = answeredBudget - (got[BUDGET_DENY] ?? 0);
+  if (gaps > 0) {
+    console.log(
+      `  ${label} AUDIT GAP: ${gaps} of ${answeredBudget} fail-closed denies have no audit row ` +
+        `(the fallback insert in Layer2Store.#failClosed missed the budget as well)`,
+    );
+    got[BUDGET_DENY] = answeredBudget;
+  }
   sameCounts(`${label} audit_log`, got, ledger.counts);
   const vel = await store.db.query<{ scope_key: string; n: number }>(
     'SELECT scope_key, cardinality(stamps) AS n FROM velocity WHERE rule = $1',
@@ -353,10 +401,11 @@ async function verifyState(store: Layer2Store, ledger: Ledger, readers: readonly
     throw new Error(`${label}: audit chain: ${JSON.stringify(report.issues.slice(0, 5))}`);
   const total = [...ledger.counts.values()].reduce((a, b) => a + b, 0);
   console.log(
-    `  ${label} state verified: ${total} audit rows (${fmtCounts(ledger.counts)}) = the answers; ` +
+    `  ${label} state verified: ${total - gaps} audit rows (${fmtCounts(ledger.counts)}${gaps ? `, less ${gaps} gaps` : ''}) = the answers; ` +
       `${readers.length} velocity windows hold min(${LIMIT_MAX}, allowed reads) stamps; ${marked.size} live taint marks; ` +
       `${unsealed.rows[0]?.n ?? '?'} rows were still unsealed when the server stopped (sealed now: ${sealedNow}), chain verifies over ${report.checked} rows`,
   );
+  return gaps;
 }
 
 function printProfile(label: string): void {
@@ -373,6 +422,7 @@ function printProfile(label: string): void {
 // ---------------------------------------------------------------------------------------------
 
 let pgServer: BenchPostgres | null = null;
+let auditGaps = 0;
 try {
   const loadAtStart = uptime();
   const sessionKey = await loadOrCreateKey(keysDir(home), 'session.key');
@@ -471,7 +521,7 @@ try {
   {
     const v = await openStore({ databaseUrl: dbUrl, home, sealer: false, env: {} });
     try {
-      await verifyState(v, pgLedger, readers, 'postgres');
+      auditGaps += await verifyState(v, pgLedger, readers, 'postgres');
     } finally {
       await v.close();
     }
@@ -539,7 +589,7 @@ try {
   {
     const v = await openStore({ databaseUrl: null, home, sealer: false, env: {} });
     try {
-      await verifyState(v, liteLedger, readers, 'pglite');
+      auditGaps += await verifyState(v, liteLedger, readers, 'pglite');
     } finally {
       await v.close();
     }
@@ -552,6 +602,18 @@ try {
     `p99 ${r3(pgFixed.p99)} ms ${pgFixed.p99 <= 10 ? '≤' : '>'} 10 ms at ${FIXED_RPS} req/s`,
   ];
   console.log(`targets (PostgreSQL): ${targets.join('; ')}`);
+  const pgbenchUs = perDecision(cpuBefore, cpuAfter, bench.transactions).postgresUs;
+  console.log(
+    `where the time goes (CPU per decision): PostgreSQL ${Math.round(pgMax.postgresUs)} µs in the full path, ` +
+      `${Math.round(pgbenchUs)} µs under pgbench (one core sustains ≈ ${Math.round(1e6 / pgbenchUs)}/s), ` +
+      `plus h2load ${Math.round(pgMax.h2loadUs)} µs on the same core; server ${Math.round(pgMax.serverUs)} µs ` +
+      `(Layer 1 only ${Math.round(base.serverUs)} µs, so Layer 2 adds ${Math.round(pgMax.serverUs - base.serverUs)} µs in Node; ` +
+      `PGlite ${Math.round(liteMax.serverUs)} µs, database included)`,
+  );
+  if (auditGaps > 0) {
+    console.log(`FAIL: ${auditGaps} answered denies have no audit row (see AUDIT GAP above); exit code 1`);
+    process.exitCode = 1;
+  }
   console.log(`bench:layer2 done — ${uptime()}`);
   console.log(
     JSON.stringify({
@@ -579,7 +641,7 @@ try {
 } finally {
   for (const p of live) p.kill('SIGKILL');
   await pgServer?.destroy();
-  if (process.env['BENCH_KEEP']) console.log(`(kept ${work})`);
+  if (process.env['BENCH_KEEP']) console.error(`(kept ${work})`);
   else rmSync(work, { recursive: true, force: true });
 }
 

@@ -67,6 +67,11 @@ export function snapshot(serverPid: number | null, postmasterPid: number | null)
   };
 }
 
+/** CPU microseconds per decision of the server and of PostgreSQL between two snapshots. */
+export function perDecision(a: CpuSnapshot, b: CpuSnapshot, ops: number): { serverUs: number; postgresUs: number } {
+  return { serverUs: ((b.server - a.server) / ops) * 1e6, postgresUs: ((b.postgres - a.postgres) / ops) * 1e6 };
+}
+
 /**
  * "core0 97% busy, core1 64% busy; server 0.96 cores (310 µs/decision), postgres 0.41 cores
  * (130 µs/decision)": `ops` decisions were made between the snapshots.

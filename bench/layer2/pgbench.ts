@@ -41,6 +41,8 @@ export function runPgbench(opts: {
   clients: number;
   seconds: number;
   scripts: { files: string[]; defines: string[] };
+  /** `extended` (default) is what node-postgres does: Parse/Bind/Execute of an unnamed statement per call. */
+  mode?: 'extended' | 'prepared';
 }): Promise<PgbenchResult> {
   const args = [
     '-c',
@@ -48,7 +50,7 @@ export function runPgbench(opts: {
     join(PG_BIN, 'pgbench'),
     '-n', // no vacuum of pgbench's own tables (we have none)
     '-M',
-    'extended',
+    opts.mode ?? 'extended',
     '-c',
     String(opts.clients),
     '-j',

@@ -20,7 +20,7 @@ function area(url: string, fn: string): string {
   if (fn === '(idle)') return 'idle';
   if (fn === '(garbage collector)') return 'gc';
   if (fn === '(program)') return 'program (native, not attributed)';
-  if (url.startsWith('wasm://')) return 'layer 1 wasm';
+  if (url.startsWith('wasm://')) return url.includes('opa') ? 'layer 1 wasm (opa)' : 'other wasm (pglite)';
   const m = /\/work\/[^/]+\/(src\/[^/]+|bench)\//.exec(url);
   if (m?.[1]) return m[1];
   const nm = /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(url);
