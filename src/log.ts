@@ -1,6 +1,6 @@
 /**
  * One pino logger for the process. Callers log facts (ids, names, codes), never headers, bodies,
- * keys or tokens; the redaction list is a second line of defence for the obvious field names.
+ * keys or tokens; the redaction list is a second line of defence for the obvious top-level names.
  */
 import pino, { type Logger } from 'pino';
 
@@ -13,25 +13,10 @@ export function createLogger(
     {
       name: opts.name ?? 'mcpgw',
       level: opts.level ?? process.env['MCPGW_LOG_LEVEL'] ?? 'info',
+      // Top-level names only: wildcard paths made every log call walk the object (≈40 µs per
+      // decision line). Callers log chosen fields, never whole requests.
       redact: {
-        paths: [
-          'authorization',
-          '*.authorization',
-          'headers',
-          '*.headers',
-          'body',
-          '*.body',
-          'rawBody',
-          '*.rawBody',
-          'token',
-          '*.token',
-          'apiKey',
-          '*.apiKey',
-          'secret',
-          '*.secret',
-          'arguments',
-          '*.arguments',
-        ],
+        paths: ['authorization', 'headers', 'body', 'rawBody', 'token', 'apiKey', 'secret', 'arguments'],
         censor: '[REDACTED]',
       },
       base: { pid: process.pid },
