@@ -61,6 +61,7 @@ import {
 } from './handler.js';
 import { decodeCursor, encodeCursor, pageInMemory } from './pagination.js';
 import { policyHandlers } from './policy.js';
+import { secretHandlers, type SecretsAdminDeps } from './secrets.js';
 import { effectiveServiceState, ServiceStateStore, type ServiceRuntimeState } from './services.js';
 import { userHandlers } from './users.js';
 
@@ -85,6 +86,8 @@ export interface AdminDeps {
   onPolicyApplied?: (revision: string) => void;
   /** Unexpected failures (answered 500 / 503); never called with request bodies. */
   onError?: (err: unknown, context: string) => void;
+  /** The secret store behind `/secrets` (absent: those routes answer 503). */
+  secrets?: SecretsAdminDeps;
 }
 
 export interface AdminApi {
@@ -364,6 +367,7 @@ export function createAdminApi(deps: AdminDeps): AdminApi {
 
     ...policyHandlers(env),
     ...userHandlers(env),
+    ...secretHandlers(env, deps.secrets),
 
     async listApprovals(call) {
       const q = parse(approvalListQuerySchema, call.query, 'query');

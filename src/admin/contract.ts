@@ -10,7 +10,7 @@
 import { z } from 'zod';
 import { USER_ID_PATTERN } from '../identity/store.js';
 import { ROLES } from '../policy/layer1-types.js';
-import { FLAG_NAME_PATTERN, RULE_NAME_PATTERN, SERVICE_NAME_PATTERN } from '../policy/schema.js';
+import { ENV_NAME_PATTERN, FLAG_NAME_PATTERN, RULE_NAME_PATTERN, SERVICE_NAME_PATTERN } from '../policy/schema.js';
 
 export const ADMIN_BASE_PATH = '/admin/v1';
 
@@ -541,6 +541,73 @@ export const servicePageSchema = pageSchema(serviceSchema);
 export const serviceActionRequestSchema = z.strictObject({ reason: reason.optional() });
 
 // ---------------------------------------------------------------------------------------------
+// Secrets (values go in, never out: no response or error carries one)
+// ---------------------------------------------------------------------------------------------
+
+export const secretVariableSchema = z
+  .string()
+  .regex(ENV_NAME_PATTERN, 'a variable name is A-Z, 0-9 and "_", not starting with a digit (128 at most)');
+/** The value travels only in this request body (authz never buffers admin bodies). */
+export const setSecretRequestSchema = z.strictObject({ value: z.string() });
+export const SECRET_BACKENDS = ['builtin', 'vault', 'none'] as const;
+
+export const secretEntrySchema = z.strictObject({
+  service: z.string(),
+  variable: z.string(),
+  stored: z.boolean(),
+  /** Named by the policy's `services.<service>.secrets` list. */
+  declared: z.boolean(),
+  updatedAt: timestamp.nullable(),
+});
+export type SecretEntryBody = z.infer<typeof secretEntrySchema>;
+export const secretPageSchema = pageSchema(secretEntrySchema).extend({ backend: z.enum(SECRET_BACKENDS) });
+export type SecretPage = z.infer<typeof secretPageSchema>;
+
+export const setSecretResponseSchema = z.strictObject({
+  service: z.string(),
+  variable: z.string(),
+  stored: z.literal(true),
+  /** false when a value was replaced. */
+  created: z.boolean(),
+  backend: z.enum(SECRET_BACKENDS),
+  /** Names the policy in force would not inject (not in the service's `secrets` list, unknown service). */
+  warnings: z.array(z.string()),
+  /** A running stdio child keeps the environment it was started with. */
+  restart: z.strictObject({ needed: z.boolean(), done: z.boolean(), message: z.string().nullable() }),
+});
+export type SetSecretResponse = z.infer<typeof setSecretResponseSchema>;
+
+export const deleteSecretResponseSchema = z.strictObject({
+  service: z.string(),
+  variable: z.string(),
+  deleted: z.literal(true),
+});
+
+export const secretTestVariableSchema = z.strictObject({
+  name: z.string(),
+  stored: z.boolean(),
+  declared: z.boolean(),
+  /** Present and non-empty in the environment (stdio) or headers (http/sse) the backend gets. */
+  delivered: z.boolean(),
+});
+export const secretTestResponseSchema = z.strictObject({
+  service: z.string(),
+  transport: z.string(),
+  backend: z.enum(SECRET_BACKENDS),
+  variables: z.array(secretTestVariableSchema),
+  /** Declared (or referenced by a header) but not delivered. */
+  missing: z.array(z.string()),
+  /** Stored but outside the service's authoritative `secrets` list: never injected. */
+  ignored: z.array(z.string()),
+  /** stdio: the backend started with this environment and answered `initialize`; null for http/sse. */
+  started: z.boolean().nullable(),
+  /** Why the start failed; names and exit codes only. */
+  error: z.string().nullable(),
+  ok: z.boolean(),
+});
+export type SecretTestResponse = z.infer<typeof secretTestResponseSchema>;
+
+// ---------------------------------------------------------------------------------------------
 // Routes
 // ---------------------------------------------------------------------------------------------
 
@@ -588,6 +655,10 @@ export const ADMIN_ROUTES = {
   disableService: { method: 'POST', path: '/services/:name/disable' },
   suspendService: { method: 'POST', path: '/services/:name/suspend' },
   resumeService: { method: 'POST', path: '/services/:name/resume' },
+  listSecrets: { method: 'GET', path: '/secrets' },
+  setSecret: { method: 'PUT', path: '/secrets/:service/:name' },
+  deleteSecret: { method: 'DELETE', path: '/secrets/:service/:name' },
+  testSecrets: { method: 'POST', path: '/secrets/:service/test' },
 } as const satisfies Record<string, RouteSpec>;
 
 export type RouteName = keyof typeof ADMIN_ROUTES;

@@ -309,7 +309,9 @@ export class Backend {
           ? {
               onprogress: (p: Progress) => {
                 arm();
-                onprogress(p);
+                // Progress messages are backend output too: redacted like results and errors.
+                const clean = this.#clean(p);
+                if (clean) onprogress(clean as unknown as Progress);
               },
             }
           : {}),

@@ -116,10 +116,10 @@ export async function switchSecretsBackend(
       onProgress: (e) => o.progress?.(`${e.step}: ${e.service}/${e.variable}`),
     });
     if (report.conflicts.length > 0) {
+      const names = report.conflicts.map((c) => `${c.service}/${c.variable}`).join(', ');
       throw new VaultCommandError(
-        `${report.conflicts.length} secret(s) hold different values in both stores (${report.conflicts
-          .map((c) => `${c.service}/${c.variable}`)
-          .join(', ')}); both were kept and ${paths.config} still says ${current.backend}. Rerun with --overwrite to let the ${current.backend} values win.`,
+        `${report.conflicts.length} secret(s) hold different values in both stores (${names}); both were kept and ` +
+          `${paths.config} still says ${current.backend}. Rerun with --overwrite to let the ${current.backend} values win.`,
       );
     }
     await writeConfig(paths.config, { ...cfg, secrets: next });
@@ -169,7 +169,9 @@ rewrites secrets: in MCPGW_HOME/config.yaml. A failure leaves the old backend in
 value still in it; running the command again completes an interrupted move.`;
 
 export function registerVaultCommands(program: Command): void {
-  const vault = program.command('vault').description('Keep backend credentials in Vault/OpenBao instead of the builtin store');
+  const vault = program
+    .command('vault')
+    .description('Keep backend credentials in Vault/OpenBao instead of the builtin store');
 
   vault
     .command('enable')
