@@ -39,6 +39,11 @@ export interface SecretsAdminDeps {
   envFor?: (service: string) => Promise<Record<string, string>>;
   /** A value was stored or deleted: rebuild redaction (awaited before the answer). */
   onChanged?: (service: string, variable: string) => void | Promise<void>;
+  /**
+   * Restarts the running backends of `service` so they start with the new values (DESIGN §8);
+   * resolves to how many were stopped. Called after `onChanged`, so redaction already knows them.
+   */
+  restartService?: (service: string) => Promise<number>;
   /** How long the test route waits for a stdio backend to answer `initialize`. Default 10 s. */
   testTimeoutMs?: number;
   /** Working directory of test starts (the aggregator's). Default `process.cwd()`. */
@@ -215,8 +220,10 @@ export function secretHandlers(env: HandlerEnv, deps: SecretsAdminDeps | undefin
       }
       const s = store();
       const existed = (await guarded(() => s.list())).some((l) => l.service === service && l.variable === variable);
+      const wasRunning = serviceConfig(service) !== undefined && (await running(service));
       await guarded(() => s.set(service, variable, req.value));
       await changed(service, variable);
+      const restarted = wasRunning && deps?.restartService ? (await deps.restartService(service)) > 0 : false;
       await auditChange(
         env,
         call.caller,
@@ -232,7 +239,7 @@ export function secretHandlers(env: HandlerEnv, deps: SecretsAdminDeps | undefin
           `${variable} is not in services.${service}.secrets, which is authoritative: it is stored but not injected`,
         );
       }
-      const needed = cfg !== undefined && (await running(service));
+      const needed = wasRunning && !restarted;
       const body: SetSecretResponse = {
         service,
         variable,
@@ -241,11 +248,13 @@ export function secretHandlers(env: HandlerEnv, deps: SecretsAdminDeps | undefin
         backend: s.kind,
         warnings,
         restart: {
-          needed,
-          done: false,
-          message: needed
-            ? `the running ${service} backend keeps the value it was started with until it restarts (the gateway has no restart hook yet: disable and enable the service, or restart the gateway)`
-            : null,
+          needed: wasRunning,
+          done: restarted,
+          message: restarted
+            ? `the running ${service} backend was restarted with the new value`
+            : needed
+              ? `the running ${service} backend keeps the value it was started with until it restarts (the gateway has no restart hook yet: disable and enable the service, or restart the gateway)`
+              : null,
         },
       };
       return ok(body);

@@ -559,6 +559,18 @@ export class Aggregator {
     return session.requestClient(method, params, signal, session.relatedSink(att.service));
   }
 
+  /**
+   * Stops every running backend of `service` (its secrets changed); sessions attach a fresh one,
+   * started with the new environment, on their next use. Resolves to how many were stopped.
+   */
+  async restartService(service: string): Promise<number> {
+    const stopping = [...this.#attachments.values()].filter((a) => a.service === service);
+    await Promise.all(stopping.map((a) => this.#drop(a)));
+    if (stopping.length > 0)
+      this.#log.info({ service, backends: stopping.length }, 'backend restarted for new secrets');
+    return stopping.length;
+  }
+
   /** Stops a backend and forgets it; sessions attach a fresh one on their next use. */
   async #drop(att: Attachment): Promise<void> {
     if (this.#attachments.get(att.key) === att) this.#attachments.delete(att.key);

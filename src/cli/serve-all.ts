@@ -131,7 +131,12 @@ export async function serveAll(o: ServeAllOptions): Promise<RunningGateway> {
       // Awaited: the admin API answers once the switch is in force here (the NOTIFY below is for other replicas).
       onServicesChanged: () => runtime.policy.refreshOverlay(),
       // The same injection path as the gateway's; a changed value is redacted before the answer.
-      secrets: { store: secrets, envFor, onChanged: () => redactor.refresh() },
+      secrets: {
+        store: secrets,
+        envFor,
+        onChanged: () => redactor.refresh(),
+        restartService: (service) => gateway.aggregator.restartService(service),
+      },
     });
     gateway.setAdminHandler(adminHttpHandler(admin, internalJwtCallerVerifier(runtime.keyRing, { refreshKeys })));
     // Another replica (or the admin API here) switched a service: re-apply the overlay.

@@ -8,6 +8,7 @@
  * the PGlite data directory as raw bytes), the audit table, every admin API answer, every CLI
  * output and the agent's raw HTTP transcript are searched for each value and its encodings.
  */
+import { createHash } from 'node:crypto';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -214,7 +215,7 @@ describe('credential isolation end to end (serve --role all child, built-in fron
     }
   });
 
-  it('a replaced value is redacted at once; the running child keeps its old one (reported, no restart hook)', async () => {
+  it('a replaced value is redacted at once and the running child is restarted with it', async () => {
     const [set, del] = await Promise.all([
       inst.cli(['secret', 'set', 'vault-demo', 'DEMO_TOKEN', '--stdin', '--json'], { input: REPLACED, env: asAdmin }),
       inst.cli(['secret', 'delete', 'vault-demo', 'NOT_DECLARED'], { env: asAdmin }),
@@ -222,9 +223,11 @@ describe('credential isolation end to end (serve --role all child, built-in fron
     expect(set.code, set.err).toBe(0);
     const body = setSecretResponseSchema.parse(JSON.parse(set.out));
     expect(body.created).toBe(false);
-    expect(body.restart).toMatchObject({ needed: true, done: false });
-    expect(body.restart.message).toMatch(/no restart hook/);
-    // The old value stays redacted (the child still has it).
+    expect(body.restart).toMatchObject({ needed: true, done: true });
+    expect(body.restart.message).toMatch(/restarted/);
+    // The new child has the new value (compared by digest), and it comes back redacted.
+    const digest = await agent.callTool({ name: 'vault-demo__digest', arguments: { name: 'DEMO_TOKEN' } });
+    expect(texts(digest)[0]).toBe(createHash('sha256').update(REPLACED).digest('hex'));
     const result = await agent.callTool({ name: 'vault-demo__reveal', arguments: { name: 'DEMO_TOKEN' } });
     expect(texts(result)[0]).toBe('form 1: [REDACTED:DEMO_TOKEN]');
 
