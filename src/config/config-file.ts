@@ -10,7 +10,10 @@ import { secretsConfigSchema } from '../vault/index.js';
 export const configSchema = z.strictObject({
   version: z.literal(1),
   /** The front every agent talks to. */
-  listen: z.strictObject({ host: z.string().default('127.0.0.1'), port: z.number().int().min(0).max(65535).default(8000) }),
+  listen: z.strictObject({
+    host: z.string().default('127.0.0.1'),
+    port: z.number().int().min(0).max(65535).default(8000),
+  }),
   /** The policy file, absolute. */
   policy: z.string().min(1),
   auth: z.strictObject({ mode: z.enum(['api-key', 'keycloak']).default('api-key') }),
