@@ -406,6 +406,28 @@ export const policyFileSchema = z
         }
       });
     }
+    // A service without its own `secrets:` list may still not name a secret another service
+    // declares: `${VAR}` only ever resolves the service's own secrets (DESIGN §6, §8), so such a
+    // template is a mistake or an attempt to reach a credential across services.
+    const declaredBy = new Map<string, string[]>();
+    for (const [service, config] of Object.entries(policy.services ?? {})) {
+      for (const name of config?.secrets ?? []) declaredBy.set(name, [...(declaredBy.get(name) ?? []), service]);
+    }
+    for (const [service, config] of Object.entries(policy.services ?? {})) {
+      if (!config || config.transport === 'stdio' || config.secrets !== undefined || !config.headers) continue;
+      for (const [header, value] of Object.entries(config.headers)) {
+        for (const [, name = ''] of value.matchAll(SECRET_REFERENCE)) {
+          const owners = declaredBy.get(name);
+          if (owners && !owners.includes(service)) {
+            ctx.addIssue({
+              code: 'custom',
+              path: ['services', service, 'headers', header],
+              message: `\${${name}} is a secret of ${owners.join(', ')}, not of ${service}`,
+            });
+          }
+        }
+      }
+    }
   })
   .register(definitions, { title: 'mcp-security.yaml', description: 'mcpgw security policy, format version 1.0' });
 

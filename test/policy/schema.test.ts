@@ -287,6 +287,23 @@ describe('services', () => {
     expect(onlyError(http({ Authorization: 'Bearer ${lower}' })).message).toMatch(/not a secret name/);
   });
 
+  test('a service without a secrets list may not name a secret another service declares', () => {
+    const doc = {
+      services: {
+        github: { transport: 'stdio', command: 'gh-mcp', secrets: ['GITHUB_TOKEN'] },
+        calendar: { transport: 'http', url: 'http://x/mcp', headers: { Authorization: 'Bearer ${GITHUB_TOKEN}' } },
+      },
+    };
+    expect(onlyError(doc)).toMatchObject({
+      path: 'services.calendar.headers.Authorization',
+      message: '${GITHUB_TOKEN} is a secret of github, not of calendar',
+    });
+    // Its own, undeclared name stays fine: it can only resolve calendar's own secret.
+    const own = structuredClone(doc);
+    own.services.calendar.headers.Authorization = 'Bearer ${CAL_TOKEN}';
+    expect(mustLoad(policyYaml(own))).toBeTruthy();
+  });
+
   test('env holds no secrets, secrets are environment variable names', () => {
     expect(onlyError({ services: { s: { transport: 'stdio', command: 'x', env: { A: '${B}' } } } }).path).toBe(
       'services.s.env.A',
