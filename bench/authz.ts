@@ -14,9 +14,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { keysDir, loadOrCreateKey } from '../src/config/keys.js';
-import { CheckRequest } from '../src/gen/envoy/service/auth/v3/external_auth.js';
 import { generateApiKey, hashApiKey } from '../src/identity/api-keys.js';
-import { mintSessionId } from '../src/identity/session.js';
+import { writeCheckFrame } from './lib/check-frame.js';
 
 const SERVER_CORE = process.env['BENCH_SERVER_CORE'] ?? '0';
 const LOAD_CORE = process.env['BENCH_LOAD_CORE'] ?? '1';
@@ -46,43 +45,15 @@ writeFileSync(identities, `${identityLines.join('\n')}\n`);
 const sessionKey = await loadOrCreateKey(keysDir(home), 'session.key');
 
 function frame(userIndex: number, tool: string, args: Record<string, unknown>): string {
-  const u = users[userIndex];
-  if (!u) throw new Error('no such user');
-  const body = Buffer.from(
-    JSON.stringify({ jsonrpc: '2.0', id: userIndex, method: 'tools/call', params: { name: tool, arguments: args } }),
-  );
-  const msg = CheckRequest.encode(
-    CheckRequest.fromPartial({
-      attributes: {
-        request: {
-          http: {
-            id: String(userIndex),
-            method: 'POST',
-            path: '/mcp',
-            host: 'localhost:8000',
-            scheme: 'http',
-            protocol: 'HTTP/1.1',
-            headers: {
-              authorization: `Bearer ${u.key}`,
-              'content-type': 'application/json',
-              accept: 'application/json, text/event-stream',
-              'mcp-session-id': mintSessionId(sessionKey, u.id),
-              'mcp-protocol-version': '2025-11-25',
-              'user-agent': 'bench',
-            },
-            rawBody: body,
-            size: body.length,
-          },
-        },
-      },
-    }),
-  ).finish();
-  // gRPC length-prefixed message: 1 byte flags (uncompressed) + 4 bytes big-endian length.
-  const prefix = Buffer.alloc(5);
-  prefix.writeUInt32BE(msg.length, 1);
-  const file = join(work, `frame-${userIndex}-${tool}.bin`);
-  writeFileSync(file, Buffer.concat([prefix, Buffer.from(msg)]));
-  return file;
+  const user = users[userIndex];
+  if (!user) throw new Error('no such user');
+  return writeCheckFrame(join(work, `frame-${userIndex}-${tool}.bin`), {
+    id: userIndex,
+    user,
+    sessionKey,
+    name: tool,
+    args,
+  });
 }
 
 const allowFrames = [

@@ -12,9 +12,8 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
-import { CheckRequest } from '../../src/gen/envoy/service/auth/v3/external_auth.js';
 import { generateApiKey, hashApiKey, parseApiKey } from '../../src/identity/api-keys.js';
-import { mintSessionId } from '../../src/identity/session.js';
+import { writeCheckFrame } from '../lib/check-frame.js';
 import { compilePolicyText, type CompiledPolicy } from '../../src/policy/compile.js';
 import { createLayer1Engine } from '../../src/policy/layer1.js';
 import type { Layer1Input } from '../../src/policy/layer1-types.js';
@@ -82,46 +81,13 @@ function encodeFrame(
   tool: string,
   args: Record<string, unknown>,
 ): string {
-  const body = Buffer.from(
-    JSON.stringify({
-      jsonrpc: '2.0',
-      id: index,
-      method: 'tools/call',
-      params: { name: `${service}__${tool}`, arguments: args },
-    }),
-  );
-  const msg = CheckRequest.encode(
-    CheckRequest.fromPartial({
-      attributes: {
-        request: {
-          http: {
-            id: String(index),
-            method: 'POST',
-            path: '/mcp',
-            host: 'localhost:8000',
-            scheme: 'http',
-            protocol: 'HTTP/1.1',
-            headers: {
-              authorization: `Bearer ${u.key}`,
-              'content-type': 'application/json',
-              accept: 'application/json, text/event-stream',
-              'mcp-session-id': mintSessionId(sessionKey, u.id),
-              'mcp-protocol-version': '2025-11-25',
-              'user-agent': 'bench',
-            },
-            rawBody: body,
-            size: body.length,
-          },
-        },
-      },
-    }),
-  ).finish();
-  // gRPC length-prefixed message: 1 byte flags (uncompressed) + 4 bytes big-endian length.
-  const prefix = Buffer.alloc(5);
-  prefix.writeUInt32BE(msg.length, 1);
-  const file = join(dir, `frame-${index}-${service}-${tool}.bin`);
-  writeFileSync(file, Buffer.concat([prefix, Buffer.from(msg)]));
-  return file;
+  return writeCheckFrame(join(dir, `frame-${index}-${service}-${tool}.bin`), {
+    id: index,
+    user: u,
+    sessionKey,
+    name: `${service}__${tool}`,
+    args,
+  });
 }
 
 export function buildWorkload(dir: string, sessionKey: Buffer, readers: number, transfers: number): Workload {
