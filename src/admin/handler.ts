@@ -33,6 +33,11 @@ export interface AdminResponse {
 export interface PolicyHolderLike {
   readonly active: ActivePolicy;
   apply(text: string, file: string): Promise<ApplyResult>;
+  /**
+   * Set when this process may not apply a policy at all (a gateway running apart from authz):
+   * the reason, checked before anything is stored.
+   */
+  readonly refusesApply?: string;
 }
 
 /** One backend as the aggregator reports it (`Aggregator.stats().backends`). */

@@ -122,6 +122,9 @@ export function policyHandlers(env: HandlerEnv): Pick<Record<RouteName, Handler>
         return ok(body);
       }
 
+      const refusal = env.policy.refusesApply;
+      if (refusal !== undefined) throw new AdminError('conflict', refusal);
+
       return serialized(async () => {
         const before = env.policy.active;
         const diff = diffAgainst(before);

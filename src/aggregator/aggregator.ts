@@ -47,11 +47,11 @@ import {
   type ServiceList,
 } from './lists.js';
 import {
-  backendUri,
   DEFAULT_NAMING,
-  gatewayUri,
-  gatewayUriTemplate,
   namingProblems,
+  publishedUri,
+  publishedUriTemplate,
+  resolveUri,
   rewritePromptResult,
   rewriteReadResult,
   rewriteToolResult,
@@ -523,7 +523,7 @@ export class Aggregator {
     if (method === 'notifications/resources/updated') {
       const uri = params?.['uri'];
       if (typeof uri !== 'string') return;
-      const published = gatewayUri(att.service, uri);
+      const published = publishedUri(att.service, uri, this.#naming);
       if (published === null) return;
       for (const s of att.sessions) {
         if (s.subscriptions.has(`${att.service}\n${uri}`)) {
@@ -696,7 +696,7 @@ export class Aggregator {
           msg,
           flight,
         );
-        return rewriteToolResult(service, result);
+        return rewriteToolResult(service, result, this.#naming);
       }
       case 'prompts/get': {
         const { service, name } = this.#target(session, policy, params, 'name', 'prompt');
@@ -709,7 +709,7 @@ export class Aggregator {
           msg,
           flight,
         );
-        return rewritePromptResult(service, result);
+        return rewritePromptResult(service, result, this.#naming);
       }
       case 'resources/read':
       case 'resources/subscribe':
@@ -718,7 +718,7 @@ export class Aggregator {
         flight.service = service;
         if (msg.method === 'resources/read') {
           const result = await this.#forward(session, service, msg.method, forwardParams(params, { uri }), msg, flight);
-          return rewriteReadResult(service, result);
+          return rewriteReadResult(service, result, this.#naming);
         }
         return this.#subscription(session, service, uri, msg.method === 'resources/subscribe', params, msg, flight);
       }
@@ -809,7 +809,7 @@ export class Aggregator {
   ): { service: string; uri: string } {
     const uri = params?.['uri'];
     if (typeof uri !== 'string') throw new GatewayError(JSONRPC_INVALID_PARAMS, 'params.uri must be a string');
-    const target = backendUri(uri);
+    const target = resolveUri(uri, this.#naming, this.#soleService(policy));
     if (!target || !Object.hasOwn(policy.services, target.service) || !this.#attach(session, target.service, policy)) {
       throw new GatewayError(JSONRPC_INVALID_PARAMS, `Unknown resource: ${truncate(uri, 200)}`);
     }
@@ -906,8 +906,9 @@ export class Aggregator {
     }
     if (r['type'] === 'ref/resource' && typeof r['uri'] === 'string') {
       const given = r['uri'];
-      const m = /^mcpgw:\/\/([a-z][a-z0-9-]{0,30})\//.exec(given);
-      const service = m?.[1];
+      const service = this.#naming.prefix
+        ? /^mcpgw:\/\/([a-z][a-z0-9-]{0,30})\//.exec(given)?.[1]
+        : this.#soleService(policy);
       if (!service || !Object.hasOwn(policy.services, service) || !this.#attach(session, service, policy)) {
         throw new GatewayError(JSONRPC_INVALID_PARAMS, 'Unknown resource template');
       }
@@ -915,8 +916,8 @@ export class Aggregator {
       const templates = att ? await this.#list(att, 'resources/templates/list') : [];
       const original = templates
         .map((t) => t['uriTemplate'])
-        .find((t): t is string => typeof t === 'string' && gatewayUriTemplate(service, t) === given);
-      const concrete = original === undefined ? backendUri(given)?.uri : undefined;
+        .find((t): t is string => typeof t === 'string' && publishedUriTemplate(service, t, this.#naming) === given);
+      const concrete = original === undefined ? resolveUri(given, this.#naming, service)?.uri : undefined;
       const uri = original ?? concrete;
       if (uri === undefined || !templateVisible(policy.engine, viewer, service, uri)) {
         throw new GatewayError(JSONRPC_INVALID_PARAMS, 'Unknown resource template');

@@ -4,9 +4,9 @@
  * for every argument left out (visibility.ts). Pure functions over plain data.
  */
 import {
-  gatewayUri,
-  gatewayUriTemplate,
   NameTable,
+  publishedUri,
+  publishedUriTemplate,
   type NamingOptions,
   type RefusedName,
   type RefusalReason,
@@ -103,12 +103,13 @@ export function mergeResources(lists: readonly ServiceList[], ctx: MergeContext)
   for (const { service, items: list } of byService(lists)) {
     for (const item of list) {
       const uri = item['uri'];
-      const published = typeof uri === 'string' ? gatewayUri(service, uri) : null;
+      const published = typeof uri === 'string' ? publishedUri(service, uri, ctx.naming) : null;
       if (typeof uri !== 'string' || published === null) {
         refused.push(refusal(service, String(uri), 'invalid_name', `${service}: resource URI cannot be published`));
         continue;
       }
-      // The encoding is injective per service, so a repeat is the backend listing a URI twice.
+      // The encoding is injective per service (and absent with one service, in no-prefix mode), so a
+      // repeat is the backend listing a URI twice.
       if (seen.has(published)) continue;
       seen.add(published);
       if (resourceVisible(ctx.engine, ctx.viewer, service, uri)) items.push({ ...item, uri: published });
@@ -123,7 +124,7 @@ export function mergeTemplates(lists: readonly ServiceList[], ctx: MergeContext)
   for (const { service, items: list } of byService(lists)) {
     for (const item of list) {
       const template = item['uriTemplate'];
-      const published = typeof template === 'string' ? gatewayUriTemplate(service, template) : null;
+      const published = typeof template === 'string' ? publishedUriTemplate(service, template, ctx.naming) : null;
       if (typeof template !== 'string' || published === null) {
         refused.push(
           refusal(

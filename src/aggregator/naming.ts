@@ -3,6 +3,7 @@
  * `mcpgw://<service>/<percent-encoded original>`. authz splits the same names with the same
  * functions (src/authz/jsonrpc.ts), so a name the gateway publishes resolves to the same service
  * and tool on both sides; a name that would not round-trip is refused here rather than published.
+ * In the no-prefix mode (one backend) names and URIs are the backend's own, unchanged both ways.
  */
 import { formatResourceUri, parseResourceUri, SERVICE_NAME, splitToolName } from '../authz/jsonrpc.js';
 import { TOOL_NAME_PATTERN } from '../policy/schema.js';
@@ -172,6 +173,29 @@ export function backendUri(uri: string): { service: string; uri: string } | null
   return r ? { service: r.service, uri: r.original } : null;
 }
 
+/**
+ * The URI the agent is shown for a backend's `uri`. In no-prefix mode (one backend) it is the
+ * backend's own, byte for byte, which is also what authz authorizes there (src/authz/check.ts).
+ */
+export function publishedUri(service: string, uri: string, opts: NamingOptions): string | null {
+  return opts.prefix ? gatewayUri(service, uri) : uri;
+}
+
+/** `publishedUri` for a URI template. */
+export function publishedUriTemplate(service: string, template: string, opts: NamingOptions): string | null {
+  return opts.prefix ? gatewayUriTemplate(service, template) : template;
+}
+
+/** Service and backend URI of a URI the agent sent; null when it names no service. */
+export function resolveUri(
+  uri: string,
+  opts: NamingOptions,
+  soleService: string | undefined,
+): { service: string; uri: string } | null {
+  if (!opts.prefix) return soleService === undefined ? null : { service: soleService, uri };
+  return backendUri(uri);
+}
+
 /** One RFC 6570 expression: a single variable, optional prefix modifier, no explode. */
 const TEMPLATE_EXPRESSION = /^([+#.]?)([A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*)(:[1-9][0-9]{0,3})?$/;
 
@@ -221,8 +245,12 @@ export function gatewayUriTemplate(service: string, template: string): string | 
  * into the gateway's namespace; null when the URI cannot be, so the block is left out rather than
  * handing the agent a URI it could not use through the gateway.
  */
-export function rewriteContentBlock(service: string, block: JsonValue): JsonValue | null {
-  if (!isPlainObject(block)) return block;
+export function rewriteContentBlock(
+  service: string,
+  block: JsonValue,
+  opts: NamingOptions = DEFAULT_NAMING,
+): JsonValue | null {
+  if (!opts.prefix || !isPlainObject(block)) return block;
   const b = block as JsonObject;
   if (b['type'] === 'resource_link' && typeof b['uri'] === 'string') {
     const uri = gatewayUri(service, b['uri']);
@@ -236,27 +264,35 @@ export function rewriteContentBlock(service: string, block: JsonValue): JsonValu
   return block;
 }
 
-function rewriteBlocks(service: string, blocks: JsonValue): JsonValue {
+function rewriteBlocks(service: string, blocks: JsonValue, opts: NamingOptions): JsonValue {
   if (!Array.isArray(blocks)) return blocks;
   const out: JsonValue[] = [];
   for (const b of blocks) {
-    const r = rewriteContentBlock(service, b);
+    const r = rewriteContentBlock(service, b, opts);
     if (r !== null) out.push(r);
   }
   return out;
 }
 
-/** `tools/call` result: `content[]`. */
-export function rewriteToolResult(service: string, result: JsonObject): JsonObject {
-  return Object.hasOwn(result, 'content')
-    ? { ...result, content: rewriteBlocks(service, result['content'] ?? null) }
+/** `tools/call` result: `content[]`. No-prefix mode: unchanged. */
+export function rewriteToolResult(
+  service: string,
+  result: JsonObject,
+  opts: NamingOptions = DEFAULT_NAMING,
+): JsonObject {
+  return opts.prefix && Object.hasOwn(result, 'content')
+    ? { ...result, content: rewriteBlocks(service, result['content'] ?? null, opts) }
     : result;
 }
 
-/** `resources/read` result: `contents[].uri`. */
-export function rewriteReadResult(service: string, result: JsonObject): JsonObject {
+/** `resources/read` result: `contents[].uri`. No-prefix mode: unchanged. */
+export function rewriteReadResult(
+  service: string,
+  result: JsonObject,
+  opts: NamingOptions = DEFAULT_NAMING,
+): JsonObject {
   const contents = result['contents'];
-  if (!Array.isArray(contents)) return result;
+  if (!opts.prefix || !Array.isArray(contents)) return result;
   const out: JsonValue[] = [];
   for (const c of contents) {
     if (!isPlainObject(c) || typeof (c as JsonObject)['uri'] !== 'string') {
@@ -269,17 +305,21 @@ export function rewriteReadResult(service: string, result: JsonObject): JsonObje
   return { ...result, contents: out };
 }
 
-/** `prompts/get` result: each message's single `content` block. */
-export function rewritePromptResult(service: string, result: JsonObject): JsonObject {
+/** `prompts/get` result: each message's single `content` block. No-prefix mode: unchanged. */
+export function rewritePromptResult(
+  service: string,
+  result: JsonObject,
+  opts: NamingOptions = DEFAULT_NAMING,
+): JsonObject {
   const messages = result['messages'];
-  if (!Array.isArray(messages)) return result;
+  if (!opts.prefix || !Array.isArray(messages)) return result;
   const out: JsonValue[] = [];
   for (const m of messages) {
     if (!isPlainObject(m) || !Object.hasOwn(m, 'content')) {
       out.push(m);
       continue;
     }
-    const content = rewriteContentBlock(service, (m as JsonObject)['content'] ?? null);
+    const content = rewriteContentBlock(service, (m as JsonObject)['content'] ?? null, opts);
     if (content !== null) out.push({ ...(m as JsonObject), content });
   }
   return { ...result, messages: out };

@@ -5,24 +5,17 @@
  */
 import { writeFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import {
-  createAdminApi,
-  adminHttpHandler,
-  internalJwtCallerVerifier,
-  overlayServiceStates,
-  recordPolicyRevision,
-} from '../admin/index.js';
+import { overlayServiceStates, recordPolicyRevision } from '../admin/index.js';
 import { ServiceStateStore } from '../admin/services.js';
 import { createAuthzRuntime } from '../authz/runtime.js';
 import { startAuthzServer, type AuthzServer } from '../authz/server.js';
 import { homePaths } from '../config/home.js';
 import { startBuiltinFront } from '../front/builtin.js';
 import { superviseEnvoy } from '../front/envoy-supervisor.js';
-import { gatewayPolicyFrom, keyRefresher, startGateway } from '../gateway/index.js';
 import type { Logger } from '../log.js';
-import { loadPolicyFile } from '../policy/load.js';
 import { openStore, type Layer2Store } from '../state/index.js';
-import { LiveRedactor, openSecretStore, type SecretsConfig } from '../vault/index.js';
+import type { SecretsConfig } from '../vault/index.js';
+import { singleService, startGatewayRole } from './gateway-role.js';
 
 export interface ServeAllOptions {
   home: string;
@@ -68,13 +61,6 @@ export async function serveAll(o: ServeAllOptions): Promise<RunningGateway> {
     const store = await openStore({ home: o.home, logger: log });
     closers.push(() => store.close());
     const services = new ServiceStateStore(store.db);
-    const secrets = await openSecretStore(o.secrets ?? { backend: 'builtin' }, { db: store.db, keyDir: paths.keys });
-    closers.push(() => secrets.close());
-    // Everything a backend sends is redacted for every stored secret before it travels on.
-    const redactor = await LiveRedactor.start(secrets, {
-      log: (msg, err) => log.warn({ err: err instanceof Error ? err.message : String(err) }, msg),
-    });
-    closers.push(() => redactor.close());
     const noPrefixService = o.noPrefix ? await singleService(o.policyFile) : null;
     const runtime = await createAuthzRuntime({
       noPrefixService,
@@ -104,41 +90,22 @@ export async function serveAll(o: ServeAllOptions): Promise<RunningGateway> {
     });
     closers.push(() => authz.drain());
 
-    const envFor = async (service: string): Promise<Record<string, string>> => {
-      const values = await secrets.valuesFor(service);
-      redactor.noteInjected(service, values);
-      return values;
-    };
-    const gateway = await startGateway({
+    const gateway = await startGatewayRole({
       host: '127.0.0.1',
       port: o.gatewayPort,
-      policy: gatewayPolicyFrom(runtime.policy),
+      policy: runtime.policy,
+      store,
       identities: store.identity,
       keys: { sessionKey: runtime.sessionKey, requestMacKey: runtime.requestMacKey, keyRing: runtime.keyRing },
+      keyDir: paths.keys,
       logger: log,
-      envFor,
-      redact: (v) => redactor.current.redact(v),
-      ...(noPrefixService !== null ? { naming: { prefix: false } } : {}),
-    });
-    closers.push(() => gateway.close());
-    const refreshKeys = keyRefresher(runtime.keyRing);
-    const admin = createAdminApi({
-      store,
-      policy: runtime.policy,
+      noPrefix: noPrefixService !== null,
+      ...(o.secrets ? { secrets: o.secrets } : {}),
       services,
-      backends: () => gateway.aggregator.stats().backends,
-      onGrantsChanged: (userId) => gateway.notifyGrantsChanged(userId),
-      // Awaited: the admin API answers once the switch is in force here (the NOTIFY below is for other replicas).
-      onServicesChanged: () => runtime.policy.refreshOverlay(),
-      // The same injection path as the gateway's; a changed value is redacted before the answer.
-      secrets: {
-        store: secrets,
-        envFor,
-        onChanged: () => redactor.refresh(),
-        restartService: (service) => gateway.aggregator.restartService(service),
-      },
+      refreshOverlay: () => runtime.policy.refreshOverlay(),
+      adminPolicyApply: true,
+      closers,
     });
-    gateway.setAdminHandler(adminHttpHandler(admin, internalJwtCallerVerifier(runtime.keyRing, { refreshKeys })));
     // Another replica (or the admin API here) switched a service: re-apply the overlay.
     const stopWatch = await services.watch(() => void runtime.policy.refreshOverlay());
     closers.push(stopWatch);
@@ -165,14 +132,4 @@ export async function serveAll(o: ServeAllOptions): Promise<RunningGateway> {
     await closeAll();
     throw err;
   }
-}
-
-async function singleService(policyFile: string): Promise<string> {
-  const loaded = await loadPolicyFile(policyFile);
-  const names = loaded.ok ? Object.keys(loaded.policy.services ?? {}) : [];
-  const only = names[0];
-  if (names.length !== 1 || only === undefined) {
-    throw new Error(`no-prefix mode needs exactly one service in ${policyFile} (found ${names.length})`);
-  }
-  return only;
 }

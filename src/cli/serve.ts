@@ -1,4 +1,6 @@
 /** `mcpgw serve`: run roles in this process until SIGTERM/SIGINT; SIGHUP reloads the policy file. */
+import { overlayServiceStates } from '../admin/index.js';
+import { ServiceStateStore } from '../admin/services.js';
 import { createAuthzRuntime, PolicyLoadError } from '../authz/runtime.js';
 import { startAuthzServer } from '../authz/server.js';
 import { accessSync, constants, existsSync, rmSync } from 'node:fs';
@@ -6,6 +8,7 @@ import { delimiter, join } from 'node:path';
 import { readConfig, type McpgwConfig } from '../config/config-file.js';
 import { homePaths } from '../config/home.js';
 import { mcpgwHome } from '../config/keys.js';
+import { serveGatewayRole, singleService, type RunningGatewayRole } from './gateway-role.js';
 import { serveAll, type RunningGateway } from './serve-all.js';
 import { IdentityFileError, loadIdentityFile, MemoryIdentityStore } from '../identity/store.js';
 import { createLogger } from '../log.js';
@@ -33,18 +36,22 @@ export interface ServeOptions {
   prefix: boolean;
 }
 
-async function serveAllCommand(o: ServeOptions): Promise<void> {
-  const logger = createLogger();
-  const home = mcpgwHome();
-  const paths = homePaths(home);
-  let cfg: McpgwConfig | null = null;
-  const configFile = o.config ?? (existsSync(paths.config) ? paths.config : undefined);
+/** The installation settings: `--config`, else `MCPGW_HOME/config.yaml` when present. */
+async function installationConfig(o: ServeOptions, configPath: string): Promise<McpgwConfig | null> {
+  const configFile = o.config ?? (existsSync(configPath) ? configPath : undefined);
   try {
-    if (configFile) cfg = await readConfig(configFile);
+    return configFile ? await readConfig(configFile) : null;
   } catch (err) {
     process.stderr.write(`mcpgw serve: ${err instanceof Error ? err.message : String(err)}\n`);
     process.exit(1);
   }
+}
+
+async function serveAllCommand(o: ServeOptions): Promise<void> {
+  const logger = createLogger();
+  const home = mcpgwHome();
+  const paths = homePaths(home);
+  const cfg = await installationConfig(o, paths.config);
   const policyFile = o.policy ?? cfg?.policy ?? paths.policy;
   const envoyBin = o.front === 'builtin' ? null : findOnPath('envoy');
   if (o.front === 'envoy' && !envoyBin) {
@@ -105,14 +112,60 @@ function findOnPath(name: string): string | null {
   return null;
 }
 
-export async function serveCommand(o: ServeOptions): Promise<void> {
-  if (o.role === 'all') return serveAllCommand(o);
-  if (o.role !== 'authz') {
-    process.stderr.write(
-      'mcpgw serve: the gateway role runs together with authz for now; use --role all (or --role authz)\n',
-    );
+/**
+ * `--role gateway`: the aggregator alone on --host:--gateway-port, behind an authz and a front that
+ * run elsewhere with the same MCPGW_HOME keys and the same state store (or, with --no-state, the
+ * same --identities file and MCPGW_HOME key files).
+ */
+async function serveGatewayCommand(o: ServeOptions): Promise<void> {
+  const logger = createLogger();
+  const home = mcpgwHome();
+  const paths = homePaths(home);
+  const cfg = await installationConfig(o, paths.config);
+  if (!o.state && !o.identities) {
+    process.stderr.write('mcpgw serve: --role gateway --no-state needs --identities (the file authz uses)\n');
     process.exit(2);
   }
+  let running: RunningGatewayRole;
+  try {
+    const identities = o.identities ? await loadIdentityFile(o.identities) : undefined;
+    running = await serveGatewayRole({
+      home,
+      policyFile: o.policy ?? cfg?.policy ?? paths.policy,
+      host: o.host,
+      port: o.gatewayPort,
+      logger,
+      state: o.state,
+      ...(identities ? { identities } : {}),
+      noPrefix: !o.prefix,
+      ...(cfg ? { secrets: cfg.secrets } : {}),
+    });
+  } catch (err) {
+    process.stderr.write(`mcpgw serve: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  }
+  process.stdout.write(`${JSON.stringify({ ready: true, role: 'gateway', url: running.url, port: running.port })}\n`);
+  process.on('SIGHUP', () => {
+    void running.reloadPolicy().then((r) => {
+      if (r.ok) logger.info({ revision: r.revision }, 'policy reloaded');
+      else logger.error({ errors: r.errors }, 'policy reload rejected; the previous policy stays in force');
+    });
+  });
+  const stop = (signal: string) => {
+    logger.info({ signal }, 'shutting down');
+    void running.close().then(() => {
+      logger.info('stopped');
+      logger.flush();
+      process.exit(0);
+    });
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+}
+
+export async function serveCommand(o: ServeOptions): Promise<void> {
+  if (o.role === 'all') return serveAllCommand(o);
+  if (o.role === 'gateway') return serveGatewayCommand(o);
   const logger = createLogger();
   const jwksSource = o.jwksFile ? { file: o.jwksFile } : o.jwksUrl ? { url: o.jwksUrl } : null;
   if (jwksSource && (!o.jwtIssuer || !o.jwtAudience)) {
@@ -131,13 +184,19 @@ export async function serveCommand(o: ServeOptions): Promise<void> {
     );
     process.exit(1);
   }
+  // Service switches made through the admin API (on a gateway, maybe in another process) apply here too.
+  const services = store ? new ServiceStateStore(store.db) : null;
   let runtime;
   try {
+    if (!o.prefix && !o.policy) throw new Error('--no-prefix needs --policy (a policy with exactly one service)');
+    const noPrefixService = !o.prefix && o.policy ? await singleService(o.policy) : null;
     runtime = await createAuthzRuntime({
       home: mcpgwHome(),
       ...(identities ? { identities } : {}),
       store,
       logger,
+      noPrefixService,
+      ...(services ? { overlay: async (data) => overlayServiceStates(data, await services.list()) } : {}),
       ...(o.policy ? { policyFile: o.policy } : {}),
       ...(jwksSource && o.jwtIssuer && o.jwtAudience
         ? { jwt: { jwks: jwksSource, issuer: o.jwtIssuer, audience: o.jwtAudience, userClaim: o.jwtUserClaim } }
@@ -150,6 +209,7 @@ export async function serveCommand(o: ServeOptions): Promise<void> {
     process.exit(1);
   }
   if (!o.policy) logger.warn('no --policy given: every tool call will be denied');
+  const stopWatch = services ? await services.watch(() => void runtime.policy.refreshOverlay()) : null;
 
   const server = await startAuthzServer({
     address: `${o.host}:${o.port}`,
@@ -171,6 +231,7 @@ export async function serveCommand(o: ServeOptions): Promise<void> {
     logger.info({ signal }, 'shutting down');
     void server
       .drain()
+      .then(() => stopWatch?.())
       .then(() => runtime.close())
       .then(() => store?.close())
       .then(() => {

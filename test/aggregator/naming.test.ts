@@ -8,6 +8,9 @@ import {
   gatewayUriTemplate,
   NameTable,
   namingProblems,
+  publishedUri,
+  publishedUriTemplate,
+  resolveUri,
   rewritePromptResult,
   rewriteReadResult,
   rewriteToolResult,
@@ -156,6 +159,33 @@ describe('URIs inside results', () => {
     ).toEqual({
       messages: [{ role: 'user', content: { type: 'resource_link', uri: 'mcpgw://fx/a%3A%2F%2Fb', name: 'n' } }],
     });
+  });
+
+  it('leaves every URI alone in no-prefix mode, even one the prefixed mode would drop', () => {
+    const noPrefix = { ...DEFAULT_NAMING, prefix: false };
+    const tool: JsonObject = {
+      content: [
+        { type: 'resource_link', uri: 'fixture://static/hello', name: 'hello' },
+        { type: 'resource', resource: { uri: 'fixture://items/7', text: 'item 7' } },
+        { type: 'resource_link', uri: '', name: 'empty' },
+      ],
+    };
+    expect(rewriteToolResult('fx', tool, noPrefix)).toEqual(tool);
+    const read: JsonObject = { contents: [{ uri: 'a://b', text: 't' }] };
+    expect(rewriteReadResult('fx', read, noPrefix)).toEqual(read);
+    const prompt: JsonObject = {
+      messages: [{ role: 'user', content: { type: 'resource_link', uri: 'a://b', name: 'n' } }],
+    };
+    expect(rewritePromptResult('fx', prompt, noPrefix)).toEqual(prompt);
+    expect(publishedUri('fx', 'a://b', noPrefix)).toBe('a://b');
+    expect(publishedUriTemplate('fx', 'a://{x*}', noPrefix)).toBe('a://{x*}');
+    expect(resolveUri('mcpgw://fx/a%3A%2F%2Fb', noPrefix, 'fx')).toEqual({
+      service: 'fx',
+      uri: 'mcpgw://fx/a%3A%2F%2Fb',
+    });
+    // Without exactly one service the mode names nothing.
+    expect(resolveUri('a://b', noPrefix, undefined)).toBeNull();
+    expect(resolveUri('mcpgw://fx/a%3A%2F%2Fb', DEFAULT_NAMING, undefined)).toEqual({ service: 'fx', uri: 'a://b' });
   });
 
   it('forwards params with the backend name and without the agent progress token', () => {
