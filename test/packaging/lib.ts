@@ -2,7 +2,7 @@
  * Helpers for the static checks of the packaging files (Dockerfile, .dockerignore, s6 tree, Helm
  * chart): no Docker engine or helm binary is needed, only the files.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -80,4 +80,15 @@ export function applicationKeyFiles(): string[] {
     for (const m of text.matchAll(/export const [A-Z_]*KEY_FILE = '([^']+)'/g)) if (m[1]) names.add(m[1]);
   }
   return [...names].sort();
+}
+
+/** `mcpgw <args> --help` as the CLI prints it, whitespace folded (commander wraps at 80 columns). */
+export function cliHelp(...args: string[]): string {
+  const r = spawnSync(process.execPath, [repoPath('bin', 'mcpgw.js'), ...args, '--help'], {
+    encoding: 'utf8',
+    env: { ...process.env, NO_COLOR: '1' },
+    timeout: 60_000,
+  });
+  if (r.status !== 0) throw new Error(`mcpgw ${args.join(' ')} --help exited ${String(r.status)}: ${r.stderr}`);
+  return r.stdout.replace(/\s+/g, ' ');
 }
