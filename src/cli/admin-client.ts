@@ -1,16 +1,30 @@
 /**
  * The CLI side of `/admin/v1`: where the gateway is (`--url`, `MCPGW_URL`, else the running
- * installation's `MCPGW_HOME/run/ready.json`), who calls (`--admin-key`, else `MCPGW_ADMIN_KEY`),
- * and failures mapped to the CLI's exit codes: gateway down → 3, 401/403 → 4, anything else → 1.
+ * installation's `MCPGW_HOME/run/ready.json`), who calls (`--admin-key`, else `MCPGW_ADMIN_KEY`,
+ * else the admin credential `mcpgw init` stored encrypted under the approval passphrase), and
+ * failures mapped to the CLI's exit codes: gateway down → 3, 401/403 or no usable credential → 4,
+ * anything else → 1.
  *
  * The admin key is sent only in the Authorization header; request bodies (which may hold a secret
  * value) are never echoed into an error.
  */
 import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
 import { z } from 'zod';
 import { ADMIN_BASE_PATH, errorBodySchema } from '../admin/contract.js';
 import { homePaths } from '../config/home.js';
-import { EXIT } from './lifecycle.js';
+import { readMarker } from './docker.js';
+import {
+  credentialPath,
+  CredentialError,
+  openAdminCredential,
+  readAdminCredential,
+  type StoredCredential,
+} from './credential.js';
+import { ADMIN_KEY_HELP, EXIT } from './exit.js';
+
+export { ADMIN_KEY_HELP };
+import { Terminal, TerminalError } from './tty.js';
 
 export class AdminClientError extends Error {
   constructor(
@@ -18,6 +32,8 @@ export class AdminClientError extends Error {
     readonly exitCode: number,
     readonly status: number | null = null,
     readonly code: string | null = null,
+    /** The error body's `details` (e.g. the diagnostics of an invalid policy); null when absent. */
+    readonly details: unknown = null,
   ) {
     super(message);
     this.name = 'AdminClientError';
@@ -41,18 +57,32 @@ function baseUrl(o: AdminClientOptions): string {
   let raw = o.url ?? env['MCPGW_URL'];
   if (raw === undefined || raw === '') {
     const ready = homePaths(o.home).ready;
-    let text: string;
+    let text: string | null = null;
     try {
       text = readFileSync(ready, 'utf8');
     } catch {
-      throw new AdminClientError(
-        `the gateway is not running (no ${ready}); start it with \`mcpgw up\`, or pass --url / MCPGW_URL`,
-        EXIT.notRunning,
-      );
+      // Not started natively; perhaps in a container (`mcpgw up` with Docker).
     }
-    const parsed = readySchema.safeParse(JSON.parse(text));
-    if (!parsed.success) throw new AdminClientError(`${ready} is not a ready file`, EXIT.notRunning);
-    raw = parsed.data.url;
+    if (text !== null) {
+      let json: unknown = null;
+      try {
+        json = JSON.parse(text);
+      } catch {
+        // reported below
+      }
+      const parsed = readySchema.safeParse(json);
+      if (!parsed.success) throw new AdminClientError(`${ready} is not a ready file`, EXIT.notRunning);
+      raw = parsed.data.url;
+    } else {
+      const marker = readMarker(o.home);
+      if (marker === null) {
+        throw new AdminClientError(
+          `the gateway is not running (no ${ready}); start it with \`mcpgw up\`, or pass --url / MCPGW_URL`,
+          EXIT.notRunning,
+        );
+      }
+      raw = marker.url;
+    }
   }
   let u: URL;
   try {
@@ -60,13 +90,21 @@ function baseUrl(o: AdminClientOptions): string {
   } catch {
     throw new AdminClientError(`not a URL: ${raw}`, EXIT.usage);
   }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new AdminClientError(`not an http(s) URL: ${raw}`, 2);
+  if (u.protocol !== 'http:' && u.protocol !== 'https:')
+    throw new AdminClientError(`not an http(s) URL: ${raw}`, EXIT.usage);
   return u.origin;
 }
 
+/** `--admin-key`, else `MCPGW_ADMIN_KEY`; null when neither is set. */
+function keyFromFlagOrEnv(o: AdminClientOptions): string | null {
+  if (o.adminKey !== undefined && o.adminKey !== '') return o.adminKey;
+  const env = (o.env ?? process.env)['MCPGW_ADMIN_KEY'];
+  return env !== undefined && env !== '' ? env : null;
+}
+
 function adminKey(o: AdminClientOptions): string {
-  const key = o.adminKey ?? (o.env ?? process.env)['MCPGW_ADMIN_KEY'];
-  if (key === undefined || key === '') {
+  const key = keyFromFlagOrEnv(o);
+  if (key === null) {
     throw new AdminClientError(
       'no admin key: set MCPGW_ADMIN_KEY (whoever can read it can administer the gateway) or pass --admin-key',
       EXIT.notAuthorized,
@@ -81,9 +119,12 @@ export interface AdminClient {
   request<S extends z.ZodType>(method: string, path: string, schema: S, body?: unknown): Promise<z.output<S>>;
 }
 
+/** A client with the key from `--admin-key` or `MCPGW_ADMIN_KEY` only (no passphrase prompt). */
 export function adminClient(o: AdminClientOptions): AdminClient {
-  const base = baseUrl(o);
-  const key = adminKey(o);
+  return clientFor(baseUrl(o), adminKey(o), o.timeoutMs);
+}
+
+function clientFor(base: string, key: string, timeoutMs: number | undefined): AdminClient {
   return {
     base,
     async request(method, path, schema, body) {
@@ -97,7 +138,7 @@ export function adminClient(o: AdminClientOptions): AdminClient {
             ...(body === undefined ? {} : { 'content-type': 'application/json' }),
           },
           ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-          signal: AbortSignal.timeout(o.timeoutMs ?? 60_000),
+          signal: AbortSignal.timeout(timeoutMs ?? 60_000),
         });
       } catch (err) {
         const cause = (err as { cause?: { code?: unknown } }).cause?.code;
@@ -132,7 +173,7 @@ export function adminClient(o: AdminClientOptions): AdminClient {
               ? EXIT.notRunning
               : EXIT.failed
             : EXIT.failed;
-      throw new AdminClientError(message, exit, res.status, code);
+      throw new AdminClientError(message, exit, res.status, code, err.success ? err.data.error.details : null);
     },
   };
 }
@@ -144,13 +185,84 @@ export interface ConnectAdminOptions extends AdminClientOptions {
    * from argv or stdin, only from the controlling terminal.
    */
   purpose: string;
+  /** How many passphrases to try before giving up (default 3). */
+  attempts?: number;
 }
 
 /**
- * The admin client every admin command uses. Key resolution order: `--admin-key`, then
- * `MCPGW_ADMIN_KEY`, then the passphrase-encrypted credential written by `mcpgw init`
- * (passphrase asked on the controlling terminal).
+ * The admin key for one command. Resolution order: `--admin-key`, then `MCPGW_ADMIN_KEY`, then the
+ * passphrase-encrypted credential written by `mcpgw init`, unlocked with a passphrase typed on the
+ * controlling terminal. Every failure is an AdminClientError with exit code 4 that says what to do.
+ */
+export async function resolveAdminKey(o: ConnectAdminOptions): Promise<string> {
+  const direct = keyFromFlagOrEnv(o);
+  if (direct !== null) return direct;
+  const path = credentialPath(o.home);
+  let stored: StoredCredential | null;
+  try {
+    stored = await readAdminCredential(o.home);
+  } catch (err) {
+    if (err instanceof CredentialError) throw new AdminClientError(err.message, EXIT.notAuthorized);
+    throw err;
+  }
+  if (stored === null) {
+    throw new AdminClientError(
+      `no admin credential: ${path} does not exist and MCPGW_ADMIN_KEY is not set. ` +
+        'Run `mcpgw init` (it stores the owner key encrypted under a passphrase), or set MCPGW_ADMIN_KEY ' +
+        '(whoever can read it can approve)',
+      EXIT.notAuthorized,
+    );
+  }
+  let term: Terminal;
+  try {
+    term = Terminal.open();
+  } catch (err) {
+    if (!(err instanceof TerminalError)) throw err;
+    throw new AdminClientError(
+      `the admin credential in ${path} is locked with your approval passphrase, and ${err.message}. ` +
+        'Run this command in a terminal, or set MCPGW_ADMIN_KEY for automation (whoever can read it can approve)',
+      EXIT.notAuthorized,
+    );
+  }
+  try {
+    const attempts = Math.max(1, o.attempts ?? 3);
+    for (let i = 1; i <= attempts; i++) {
+      const passphrase = await term.hidden(`Approval passphrase (to ${o.purpose}): `);
+      try {
+        return (await openAdminCredential(stored, passphrase)).key;
+      } catch (err) {
+        if (!(err instanceof CredentialError)) throw err;
+        if (i < attempts) term.write('Wrong passphrase, try again.\n');
+      }
+    }
+    throw new AdminClientError(
+      `wrong passphrase (${attempts} attempts); nothing was done. Forgotten? \`mcpgw init --force\` starts over with new keys (it rewrites config.yaml and mcp-security.yaml)`,
+      EXIT.notAuthorized,
+    );
+  } catch (err) {
+    if (err instanceof TerminalError) throw new AdminClientError(err.message, err.exitCode);
+    throw err;
+  } finally {
+    term.close();
+  }
+}
+
+/**
+ * The admin client every admin command uses: the gateway's address first (so nobody types a
+ * passphrase for a gateway that is down), then the key (resolveAdminKey).
  */
 export async function connectAdmin(o: ConnectAdminOptions): Promise<AdminClient> {
-  return Promise.resolve(adminClient(o));
+  const base = baseUrl(o);
+  const key = await resolveAdminKey(o);
+  return clientFor(base, key, o.timeoutMs);
+}
+
+/**
+ * `--url` and `--admin-key` for an admin command. The program adds ADMIN_KEY_HELP to the help of
+ * every command with `--admin-key` (src/cli/program.ts), so commands need not.
+ */
+export function addConnectionOptions(cmd: Command): Command {
+  return cmd
+    .option('--url <url>', 'gateway base URL (env MCPGW_URL; default: the running installation in MCPGW_HOME)')
+    .option('--admin-key <key>', 'admin API key (prefer env MCPGW_ADMIN_KEY: argv is visible to other users)');
 }

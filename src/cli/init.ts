@@ -1,7 +1,8 @@
 /**
- * The non-interactive core of `mcpgw init`: writes `MCPGW_HOME/config.yaml` and a policy scaffold,
- * creates the `owner` admin and a first agent, and returns their keys once. The keys are shown
- * here only; the database keeps their SHA-256 hashes.
+ * The non-interactive core of `mcpgw init`: writes `MCPGW_HOME/config.yaml` and a policy scaffold
+ * from the answers (src/cli/init-answers.ts), creates the `owner` admin and a first agent, and
+ * returns their keys once. The keys are shown here only; the database keeps their SHA-256 hashes.
+ * The questions, the passphrase and the encrypted admin credential are src/cli/init-interactive.ts.
  */
 import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -10,13 +11,26 @@ import { writeConfig, type McpgwConfig } from '../config/config-file.js';
 import { generateApiKey, parseApiKey, type ApiKeyKind } from '../identity/api-keys.js';
 import type { Role } from '../policy/layer1-types.js';
 import { openStore, type Layer2Store } from '../state/index.js';
+import {
+  configFor,
+  FIRST_AGENT,
+  OWNER,
+  policyFor,
+  PRESET_ANSWERS,
+  PRESETS,
+  presetOf,
+  type InitAnswers,
+  type Preset,
+} from './init-answers.js';
 
-export const PRESETS = ['openclaw', 'team', 'enterprise'] as const;
-export type Preset = (typeof PRESETS)[number];
+export { FIRST_AGENT, OWNER, PRESETS, type Preset };
 
 export interface InitOptions {
   home: string;
-  preset: Preset;
+  /** Shortcut for `answers`; default openclaw. */
+  preset?: Preset;
+  /** The answers to init's questions; win over `preset`. */
+  answers?: InitAnswers;
   force: boolean;
   port?: number;
 }
@@ -27,52 +41,24 @@ export interface InitResult {
   adminKey: string;
   configPath: string;
   policyPath: string;
+  /** False when an existing policy file was kept. */
+  policyWritten: boolean;
+  answers: InitAnswers;
+  preset: Preset | 'custom';
 }
 
 export class InitError extends Error {
   override name = 'InitError';
 }
 
-export const OWNER = 'owner';
-export const FIRST_AGENT = 'agent';
-
 /** The settings each preset stands for (interactive init asks the same questions). */
 export function presetConfig(preset: Preset, policy: string, port: number): McpgwConfig {
-  return {
-    version: 1,
-    listen: { host: '127.0.0.1', port },
-    policy,
-    auth: { mode: preset === 'enterprise' ? 'keycloak' : 'api-key' },
-    secrets: { backend: 'builtin' },
-    tui: preset !== 'enterprise',
-    preset,
-  };
+  return configFor(PRESET_ANSWERS[preset], policy, port);
 }
 
-/**
- * A policy that works out of the box with the two demo backends shipped as package dependencies
- * (bare commands resolve to the package's own node_modules/.bin, so nothing is fetched at run time):
- * reads are allowed, deletes need a human, memory writes are rate-limited, everything else is denied.
- */
+/** The policy scaffold of the openclaw preset. */
 export function demoPolicy(home: string): string {
-  return `# mcp-security.yaml written by \`mcpgw init\`. Edit it, then \`mcpgw apply\`.
-version: "1.0"
-services:
-  everything: {transport: stdio, command: mcp-server-everything, args: [stdio]}
-  memory: {transport: stdio, command: mcp-server-memory, env: {MEMORY_FILE_PATH: ${JSON.stringify(`${home}/demo-memory.jsonl`)}}}
-tool_overrides:
-  everything:
-    echo: {verb: get, readOnlyHint: true}
-    get-sum: {verb: get, readOnlyHint: true}
-    get-tiny-image: {verb: get, readOnlyHint: true}
-policies:
-  - {name: Deletes need a human, when: {verb: delete}, action: require_approval, timeout: 30m, priority: 10}
-  - {name: Reads are fine, when: {readOnlyHint: true}, action: allow, priority: 50}
-  - {name: Memory writes, when: {verb: create}, action: allow, priority: 60}
-  - {name: Default deny, when: {}, action: deny, priority: 999}
-limits:
-  - {name: memory write burst, select: {service: memory, verb: create}, max: 30, per: 1h, scope: user, action: deny}
-`;
+  return policyFor(PRESET_ANSWERS.openclaw, home);
 }
 
 async function createUserWithKey(store: Layer2Store, id: string, role: Role, kind: ApiKeyKind): Promise<string> {
@@ -91,11 +77,13 @@ export async function initInstallation(opts: InitOptions): Promise<InitResult> {
   if (existsSync(paths.config) && !opts.force) {
     throw new InitError(`already initialized: ${paths.config} exists (use --force to start over)`);
   }
+  const answers = opts.answers ?? PRESET_ANSWERS[opts.preset ?? 'openclaw'];
   await mkdir(paths.home, { recursive: true, mode: 0o700 });
   await mkdir(paths.logs, { recursive: true, mode: 0o700 });
   await mkdir(paths.run, { recursive: true, mode: 0o700 });
   const port = opts.port ?? 8000;
-  if (!existsSync(paths.policy) || opts.force) await writeFile(paths.policy, demoPolicy(paths.home), { mode: 0o600 });
+  const policyWritten = !existsSync(paths.policy) || opts.force;
+  if (policyWritten) await writeFile(paths.policy, policyFor(answers, paths.home), { mode: 0o600 });
 
   const store = await openStore({ home: paths.home });
   let apiKey: string;
@@ -107,6 +95,15 @@ export async function initInstallation(opts: InitOptions): Promise<InitResult> {
   } finally {
     await store.close();
   }
-  await writeConfig(paths.config, presetConfig(opts.preset, paths.policy, port));
-  return { url: `http://127.0.0.1:${port}/mcp`, apiKey, adminKey, configPath: paths.config, policyPath: paths.policy };
+  await writeConfig(paths.config, configFor(answers, paths.policy, port));
+  return {
+    url: `http://127.0.0.1:${port}/mcp`,
+    apiKey,
+    adminKey,
+    configPath: paths.config,
+    policyPath: paths.policy,
+    policyWritten,
+    answers,
+    preset: presetOf(answers),
+  };
 }
