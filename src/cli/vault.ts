@@ -25,14 +25,13 @@ import {
   type SecretStore,
   type SecretsConfig,
 } from '../vault/index.js';
-import { alive, EXIT, readPid } from './lifecycle.js';
+import { alive, readPid } from './lifecycle.js';
+import type { ExitCode } from './exit.js';
+import { CliError, EXIT, run } from './output.js';
 
-class VaultCommandError extends Error {
-  constructor(
-    message: string,
-    readonly exitCode: number = EXIT.failed,
-  ) {
-    super(message);
+class VaultCommandError extends CliError {
+  constructor(message: string, exitCode: ExitCode = EXIT.failed) {
+    super(message, exitCode);
     this.name = 'VaultCommandError';
   }
 }
@@ -146,20 +145,16 @@ function print(r: SwitchResult, json: boolean | undefined, extra: string[]): voi
   );
 }
 
-async function run(f: () => Promise<void>): Promise<void> {
-  try {
-    await f();
-  } catch (err) {
-    if (err instanceof VaultCommandError) {
-      process.stderr.write(`mcpgw vault: ${err.message}\n`);
-      process.exit(err.exitCode);
+/** A store that cannot be reached or refuses is reported as such: the switch did not happen. */
+function runVault(o: CommonOptions, f: () => Promise<void>): Promise<void> {
+  return run('vault', o, async () => {
+    try {
+      await f();
+    } catch (err) {
+      if (err instanceof SecretStoreError) throw new CliError(`${err.message} (nothing was switched)`);
+      throw err;
     }
-    if (err instanceof SecretStoreError) {
-      process.stderr.write(`mcpgw vault: ${err.message} (nothing was switched)\n`);
-      process.exit(EXIT.failed);
-    }
-    throw err;
-  }
+  });
 }
 
 const HELP_OFFLINE = `
@@ -171,7 +166,11 @@ value still in it; running the command again completes an interrupted move.`;
 export function registerVaultCommands(program: Command): void {
   const vault = program
     .command('vault')
-    .description('Keep backend credentials in Vault/OpenBao instead of the builtin store');
+    .description('Keep backend credentials in Vault/OpenBao instead of the builtin store')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  mcpgw vault enable --address https://vault.example:8200 --token-file ~/.vault-token\n  mcpgw vault disable',
+    );
 
   vault
     .command('enable')
@@ -186,10 +185,13 @@ export function registerVaultCommands(program: Command): void {
     .option('--allow-insecure-http', 'allow plain http to a non-loopback address')
     .option('--overwrite', 'where both stores hold a different value, the builtin one wins')
     .option('-y, --yes', 'do not ask for confirmation')
-    .option('--json', 'print JSON')
-    .addHelpText('after', `${HELP_OFFLINE}\n\nSecrets live at <mount>/data/services/<service>.`)
+    .option('--json', 'print JSON: {from, to, report, configPath}')
+    .addHelpText(
+      'after',
+      `${HELP_OFFLINE}\n\nSecrets live at <mount>/data/services/<service>.\n\nExamples:\n  mcpgw down && mcpgw vault enable --address https://vault.example:8200 --token-file ~/.vault-token && mcpgw up\n  mcpgw vault enable --address http://127.0.0.1:8200 --yes --json`,
+    )
     .action((o: EnableOptions) =>
-      run(async () => {
+      runVault(o, async () => {
         const parsed = secretsConfigSchema.safeParse({
           backend: 'vault',
           address: o.address,
@@ -223,10 +225,13 @@ export function registerVaultCommands(program: Command): void {
     .description('Move every secret from Vault/OpenBao back into the builtin store and switch to it')
     .option('--overwrite', 'where both stores hold a different value, the Vault one wins')
     .option('-y, --yes', 'do not ask for confirmation')
-    .option('--json', 'print JSON')
-    .addHelpText('after', HELP_OFFLINE)
+    .option('--json', 'print JSON: {from, to, report, configPath}')
+    .addHelpText(
+      'after',
+      `${HELP_OFFLINE}\n\nExamples:\n  mcpgw down && mcpgw vault disable && mcpgw up\n  mcpgw vault disable --yes --json`,
+    )
     .action((o: CommonOptions) =>
-      run(async () => {
+      runVault(o, async () => {
         const home = mcpgwHome();
         const cfg = await readConfig(homePaths(home).config);
         if (cfg.secrets.backend !== 'vault') {
