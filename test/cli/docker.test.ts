@@ -8,7 +8,6 @@
 import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type Server } from 'node:http';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,6 +15,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { dockerEngineAnswers, runArgs } from '../../src/cli/docker.js';
 import { configFor, PRESET_ANSWERS } from '../../src/cli/init-answers.js';
 import { renderConfig } from '../../src/config/config-file.js';
+import { freePort } from '../helpers/net.js';
 
 const BIN = fileURLToPath(new URL('../../bin/mcpgw.js', import.meta.url));
 const FAKE = fileURLToPath(new URL('./fixtures/fake-docker.mjs', import.meta.url));
@@ -23,17 +23,6 @@ const VERSION = (
   JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
 ).version;
 const IMAGE = `noumena/mcpgw:${VERSION}`;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      const port = typeof a === 'object' && a ? a.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 interface Run {
   code: number | null;

@@ -14,7 +14,6 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,22 +22,12 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeWith } from '../helpers/components.js';
 import { killTmuxServer, TmuxTerminal } from './tmux.js';
+import { freePort } from '../helpers/net.js';
 
 const BIN = fileURLToPath(new URL('../../bin/mcpgw.js', import.meta.url));
 const FAKE_GMAIL = fileURLToPath(new URL('../fixtures/quickstart/fake-gmail-server.mjs', import.meta.url));
 const PASS = 'quick-Start-passphrase';
 const GMAIL_TOKEN = 'ya29.fake-oauth-token-for-the-quickstart-test';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      const port = typeof a === 'object' && a ? a.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function cli(home: string, args: string[]): Promise<{ code: number | null; out: string; err: string }> {
   return new Promise((resolve) => {

@@ -7,7 +7,6 @@
  */
 import { spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,20 +16,10 @@ import { openAdminCredential, readAdminCredential } from '../../src/cli/credenti
 import { configFor, PRESET_ANSWERS } from '../../src/cli/init-answers.js';
 import { describeWith } from '../helpers/components.js';
 import { killTmuxServer, TmuxTerminal } from './tmux.js';
+import { freePort } from '../helpers/net.js';
 
 const BIN = fileURLToPath(new URL('../../bin/mcpgw.js', import.meta.url));
 const PASS = 'tr0mbone-Glacier';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      const port = typeof a === 'object' && a ? a.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 interface Run {
   code: number | null;

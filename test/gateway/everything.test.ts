@@ -5,7 +5,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -14,20 +13,13 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { resolveCommand } from '../../src/aggregator/index.js';
 import { startGateway, type GatewayServer } from '../../src/gateway/index.js';
 import { authzFetch, connect, identities, quietLogger, testKeys, testPolicy, textOf, waitFor } from './helpers.js';
+import { freePort } from '../helpers/net.js';
 
 let dir: string;
 let gw: GatewayServer;
 let client: Client;
 let httpEverything: ChildProcess | undefined;
 let sseEverything: ChildProcess | undefined;
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'mcpgw-demo-'));

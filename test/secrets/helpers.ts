@@ -7,11 +7,12 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, openSync, closeSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { homePaths } from '../../src/config/home.js';
 import { initInstallation } from '../../src/cli/init.js';
+import { freePort } from '../helpers/net.js';
+export { freePort } from '../helpers/net.js';
 
 export const BIN = fileURLToPath(new URL('../../bin/mcpgw.js', import.meta.url));
 export const SECRET_SERVER = fileURLToPath(new URL('../fixtures/secrets/secret-server.mjs', import.meta.url));
@@ -22,17 +23,6 @@ export interface CliResult {
   out: string;
   err: string;
   argv: string[];
-}
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      const port = typeof a === 'object' && a ? a.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 export function policyText(): string {
