@@ -32,7 +32,7 @@
  * Env: BENCH_FRONTS (envoy,builtin), BENCH_CONNS (8), BENCH_MAX_SECONDS (8), BENCH_WARMUP_SECONDS
  * (3), BENCH_FIXED_SECONDS (8 per round and path), BENCH_ROUNDS (2), BENCH_BACKEND_JSON=1 (JSON
  * answers instead of SSE), BENCH_CPU_PROF=<dir> (a V8 CPU profile of the gateway process, taken by
- * bench/e2e/cpu-profile.mjs since Node 20 refuses --cpu-prof in NODE_OPTIONS),
+ * bench/lib/cpu-profile.mjs since Node 20 refuses --cpu-prof in NODE_OPTIONS),
  * BENCH_MAX_ERROR_SHARE (0.005: non-2xx answers a phase may get, reported),
  * BENCH_KEEP=1 (keep the temp dir: server log, h2load logs), BENCH_SERVER_CORE / BENCH_LOAD_CORE /
  * BENCH_BACKEND_CORE.
@@ -54,8 +54,8 @@ import { createInterface } from 'node:readline';
 import { homePaths } from '../src/config/home.js';
 import { FIRST_AGENT, initInstallation } from '../src/cli/init.js';
 import { openStore } from '../src/state/index.js';
-import { affinity, childrenNamed, describeCpu, loopMs, snapshot } from './e2e/cpu.js';
-import { componentShares } from './e2e/profile.js';
+import { componentShares } from './lib/cpuprofile.js';
+import { affinity, childrenNamed, describeCpu, loopMs, snapshot } from './lib/proc-cpu.js';
 import { h2load, quantile, readLatencies, type H2Result, type Target } from './e2e/h2load.js';
 import { callOnce, openSession, type Session } from './e2e/session.js';
 
@@ -225,9 +225,9 @@ interface Run {
 async function phase(run: Run, label: string, path: Path, load: () => Promise<H2Result[]>) {
   await run.backend.counts(); // reset
   const logFrom = statSync(paths.log).size;
-  const cpu0 = snapshot(run.procs, ['gateway']);
+  const cpu0 = snapshot(run.procs, { waitOf: ['gateway'] });
   const res = await load();
-  const cpu1 = snapshot(run.procs, ['gateway']);
+  const cpu1 = snapshot(run.procs, { waitOf: ['gateway'] });
   const n = res.reduce((a, r) => a + r.requests, 0);
   const started = res.reduce((a, r) => a + r.started, 0);
   const ok = res.reduce((a, r) => a + r.ok2xx, 0);
@@ -257,7 +257,7 @@ async function phase(run: Run, label: string, path: Path, load: () => Promise<H2
   }
   if (errors > 0) proof += `; ${errors} NOT 2xx (h2load: ${statuses})`;
   const h2cpu = res.reduce((a, r) => a + r.cpuSeconds, 0);
-  return { res, n, ok, proof, cpu: describeCpu(cpu0, cpu1, ok, { h2load: h2cpu }) };
+  return { res, n, ok, proof, cpu: describeCpu(cpu0, cpu1, ok, { extra: { h2load: h2cpu } }) };
 }
 
 const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
@@ -319,7 +319,7 @@ async function benchFront(front: string, backend: Backend, apiKey: string): Prom
   const upOut = await mcpgw(
     front,
     ['up', '--native', '--json'],
-    profDir ? { NODE_OPTIONS: `--import ${resolve('bench/e2e/cpu-profile.mjs')}`, BENCH_PROFILE_DIR: profDir } : {},
+    profDir ? { NODE_OPTIONS: `--import ${resolve('bench/lib/cpu-profile.mjs')}`, BENCH_PROFILE_DIR: profDir } : {},
   );
   const up = JSON.parse(upOut) as { url: string; pid: number; front: string };
   if (up.front !== front) throw new Error(`asked for the ${front} front, got ${up.front}`);

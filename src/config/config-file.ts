@@ -5,7 +5,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { parseDocument, stringify } from 'yaml';
 import { z } from 'zod';
-import { secretsConfigSchema } from '../vault/index.js';
+import { secretsConfigSchema } from '../vault/config.js';
 
 export const configSchema = z.strictObject({
   version: z.literal(1),

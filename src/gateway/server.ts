@@ -31,6 +31,7 @@ import {
 } from '../aggregator/index.js';
 import { routePath } from '../authz/http-view.js';
 import { parseJsonRpc } from '../authz/jsonrpc.js';
+import { createInternalJwtVerifier } from '../identity/internal-jwt.js';
 import type { PublicKeySource } from '../identity/key-ring.js';
 import { verifySessionId } from '../identity/session.js';
 import type { Logger } from '../log.js';
@@ -142,6 +143,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayServer>
   const reload = ring.reload?.bind(ring);
   const trust = {
     keys: ring,
+    verifier: createInternalJwtVerifier(ring),
     requestMacKey: opts.keys.requestMacKey,
     replay,
     ...(reload ? { refreshKeys: keyRefresher({ reload }) } : {}),

@@ -5,7 +5,7 @@
  * token's `sub`; `x-mcpgw-user` is never trusted on its own, and must agree with the token when sent.
  * A decision id is accepted once, so a captured token + MAC cannot be replayed even with the same body.
  */
-import { verifyInternalJwt, type PublicKeySource } from '../identity/internal-jwt.js';
+import { verifyInternalJwt, type InternalJwtVerifier, type PublicKeySource } from '../identity/internal-jwt.js';
 import { verifyRequestMac } from '../identity/request-mac.js';
 import type { Role } from '../policy/layer1-types.js';
 
@@ -21,6 +21,11 @@ export type TrustResult = { ok: true; caller: TrustedCaller } | { ok: false; cod
 
 export interface TrustDeps {
   keys: PublicKeySource;
+  /**
+   * Checks the token instead of a full verifyInternalJwt against `keys` (createInternalJwtVerifier
+   * over the same keys, which skips the signature for a token it verified recently).
+   */
+  verifier?: InternalJwtVerifier;
   requestMacKey: Uint8Array;
   replay: ReplayGuard;
   /**
@@ -59,7 +64,10 @@ export async function verifyCaller(
     return { ok: false, code: 'bad_request_mac', message: 'Request MAC does not match this body' };
   }
   const token = m[1];
-  const verify = () => verifyInternalJwt(deps.keys, token, deps.now ? { now: deps.now } : {});
+  const verifier = deps.verifier;
+  const verify = verifier
+    ? () => verifier.verify(token)
+    : () => verifyInternalJwt(deps.keys, token, deps.now ? { now: deps.now } : {});
   let v = await verify();
   if (!v.ok && v.code === 'unknown_key' && deps.refreshKeys && (await deps.refreshKeys())) v = await verify();
   if (!v.ok) return { ok: false, code: `internal_token_${v.code}`, message: 'Invalid internal token' };

@@ -144,12 +144,20 @@ export async function verifyInternalJwt(
   token: string,
   options: VerifyInternalJwtOptions = {},
 ): Promise<InternalJwtVerifyResult> {
+  return (await verifyWithKey(keys, token, (options.now ?? Date.now)(), options.clockToleranceSeconds ?? 5)).result;
+}
+
+/** verifyInternalJwt at `nowMs`, with the ring key that verified the signature when it did. */
+async function verifyWithKey(
+  keys: PublicKeySource,
+  token: string,
+  nowMs: number,
+  tolerance: number,
+): Promise<{ result: InternalJwtVerifyResult; key?: RingPublicKey }> {
   if (typeof token !== 'string' || token.length > MAX_INTERNAL_JWT_LENGTH || !COMPACT_JWS.test(token)) {
-    return jwtFailure('malformed');
+    return { result: jwtFailure('malformed') };
   }
-  const tolerance = options.clockToleranceSeconds ?? 5;
-  const nowMs = (options.now ?? Date.now)();
-  let kid = '';
+  let used: RingPublicKey | undefined;
   const getKey = async (header: JWSHeaderParameters): Promise<KeyObject> => {
     let candidates: RingPublicKey[];
     try {
@@ -160,7 +168,7 @@ export async function verifyInternalJwt(
     // Our tokens always name their key; a token without a kid was not minted here.
     const found = typeof header.kid === 'string' ? candidates.find((k) => k.kid === header.kid) : undefined;
     if (!found) throw new errors.JWKSNoMatchingKey();
-    kid = found.kid;
+    used = found;
     return found.publicKey;
   };
   try {
@@ -185,11 +193,109 @@ export async function verifyInternalJwt(
       exp - iat > MAX_INTERNAL_JWT_TTL_SECONDS ||
       exp <= iat
     ) {
-      return jwtFailure('bad_claims');
+      return { result: jwtFailure('bad_claims') };
     }
-    return { ok: true, sub, role: role as Role, jti, iat, exp, kid };
+    if (!used) return { result: jwtFailure('unknown_key') };
+    return { result: { ok: true, sub, role: role as Role, jti, iat, exp, kid: used.kid }, key: used };
   } catch (err) {
     const code = classifyJoseError(err);
-    return jwtFailure(code === 'no_user_claim' || code === 'bad_user_claim' ? 'bad_claims' : code);
+    return { result: jwtFailure(code === 'no_user_claim' || code === 'bad_user_claim' ? 'bad_claims' : code) };
   }
+}
+
+export interface InternalJwtVerifierOptions extends VerifyInternalJwtOptions {
+  /** Bound on remembered tokens; the least recently used go first. Default 4096. */
+  maxEntries?: number;
+  /** A remembered token is verified in full again after this long, whatever its expiry. Default 30 s. */
+  maxAgeMs?: number;
+}
+
+export interface InternalJwtVerifier {
+  /** The same answer as verifyInternalJwt, without the signature check for a token verified recently. */
+  verify(token: string): Promise<InternalJwtVerifyResult>;
+  clear(): void;
+  readonly size: number;
+}
+
+interface VerifiedEntry {
+  claims: Readonly<InternalJwtClaims>;
+  /** The public key that verified it: the entry holds only while the ring still trusts that key. */
+  x: string;
+  verifiedAt: number;
+  /** Never later than the uncached check would accept the token (see below). */
+  until: number;
+}
+
+/**
+ * verifyInternalJwt behind a cache of successful results keyed by the exact token string: authz
+ * reuses one token per subject and role for minutes, and an Ed25519 verification per request was a
+ * measurable share of the gateway's time. Only successes are kept, and a hit still asks the key
+ * source whether the token's key is trusted, so a rotated-out or removed key stops its tokens at
+ * the same moment as without the cache. An entry ends at the token's `exp` and at `iat` + the
+ * longest token life, without the clock tolerance the full check grants (past that point the full
+ * check decides), and after `maxAgeMs` in any case.
+ */
+export function createInternalJwtVerifier(
+  keys: PublicKeySource,
+  options: InternalJwtVerifierOptions = {},
+): InternalJwtVerifier {
+  const now = options.now ?? Date.now;
+  const maxEntries = options.maxEntries ?? 4096;
+  const maxAgeMs = options.maxAgeMs ?? 30_000;
+  if (!Number.isInteger(maxEntries) || maxEntries < 1) throw new Error('maxEntries must be a positive integer');
+  if (!(maxAgeMs > 0)) throw new Error('maxAgeMs must be positive');
+  const tolerance = options.clockToleranceSeconds ?? 5;
+  const cache = new Map<string, VerifiedEntry>();
+  // clear() while a check awaits the key source must win over what that check would store.
+  let generation = 0;
+
+  const stillTrusted = async (e: VerifiedEntry): Promise<boolean> => {
+    let ring: RingPublicKey[];
+    try {
+      ring = await keys.verificationKeys();
+    } catch {
+      return false; // the full check reports jwks_unavailable
+    }
+    return ring.some((k) => k.kid === e.claims.kid && k.jwk.x === e.x);
+  };
+
+  return {
+    get size() {
+      return cache.size;
+    },
+    clear: () => {
+      generation++;
+      cache.clear();
+    },
+    async verify(token: string): Promise<InternalJwtVerifyResult> {
+      const gen = generation;
+      const hit = cache.get(token);
+      if (hit) {
+        const t = now();
+        // A clock that went back re-checks too: the full check refuses tokens issued in its future.
+        if (t >= hit.verifiedAt && t < hit.until && (await stillTrusted(hit)) && gen === generation) {
+          // Map order is insertion order: re-inserting makes this the most recently used.
+          cache.delete(token);
+          cache.set(token, hit);
+          return hit.claims;
+        }
+        cache.delete(token);
+      }
+      const verifiedAt = now();
+      const { result: r, key } = await verifyWithKey(keys, token, verifiedAt, tolerance);
+      if (!r.ok || !key) return r;
+      const until = Math.min(r.exp * 1000, (r.iat + MAX_INTERNAL_JWT_TTL_SECONDS) * 1000, verifiedAt + maxAgeMs);
+      if (until <= verifiedAt || gen !== generation) return r;
+      const x = key.jwk.x;
+      const claims = Object.freeze({ ...r });
+      cache.delete(token);
+      while (cache.size >= maxEntries) {
+        const oldest = cache.keys().next();
+        if (oldest.done) break;
+        cache.delete(oldest.value);
+      }
+      cache.set(token, { claims, x, verifiedAt, until });
+      return claims;
+    },
+  };
 }

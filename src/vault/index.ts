@@ -4,10 +4,10 @@
  */
 import { readPrivateFile } from '../config/keys.js';
 import type { Database } from '../state/db.js';
-import { z } from 'zod';
 import { BuiltinSecretStore } from './builtin.js';
 import { VaultSecretStore } from './kv2.js';
 import { NoneSecretStore } from './none.js';
+import type { SecretsConfig } from './config.js';
 import { SecretStoreError, type SecretStore } from './types.js';
 
 export { BuiltinSecretStore, SECRETS_KEY_FILE, SECRETS_CHANNEL, keyId, sealSecret, openSecret } from './builtin.js';
@@ -34,24 +34,7 @@ export {
 } from './types.js';
 export type { SecretStore, SecretListing, SecretBackendKind, SecretErrorCode } from './types.js';
 
-/** The `secrets:` section of the gateway configuration. */
-export const secretsConfigSchema = z.discriminatedUnion('backend', [
-  z.strictObject({ backend: z.literal('builtin') }),
-  z.strictObject({
-    backend: z.literal('vault'),
-    address: z.url({ protocol: /^https?$/, error: 'address must be an http:// or https:// URL' }),
-    mount: z.string().min(1).default('secret'),
-    namespace: z.string().min(1).optional(),
-    /** A file holding the token (mode 0600, like the key files). Else MCPGW_VAULT_TOKEN, VAULT_TOKEN, BAO_TOKEN. */
-    tokenFile: z.string().min(1).optional(),
-    timeoutMs: z.number().int().min(100).max(60_000).default(5000),
-    pollMs: z.number().int().min(1000).default(30_000),
-    allowInsecureHttp: z.boolean().default(false),
-  }),
-  z.strictObject({ backend: z.literal('none') }),
-]);
-export type SecretsConfig = z.infer<typeof secretsConfigSchema>;
-export const DEFAULT_SECRETS_CONFIG: SecretsConfig = { backend: 'builtin' };
+export { DEFAULT_SECRETS_CONFIG, secretsConfigSchema, type SecretsConfig } from './config.js';
 
 export interface OpenSecretStoreDeps {
   /** Required by the builtin backend. */

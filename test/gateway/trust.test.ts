@@ -11,7 +11,12 @@ import {
   ReplayGuard,
   verifyCaller,
 } from '../../src/gateway/index.js';
-import { createInternalJwtIssuer, FileKeyRing, MemoryKeyRing } from '../../src/identity/internal-jwt.js';
+import {
+  createInternalJwtIssuer,
+  createInternalJwtVerifier,
+  FileKeyRing,
+  MemoryKeyRing,
+} from '../../src/identity/internal-jwt.js';
 import { requestMac } from '../../src/identity/request-mac.js';
 import { testKeys, type TestKeys } from './helpers.js';
 
@@ -66,6 +71,33 @@ describe('verifyCaller', () => {
     expect(await verifyCaller(mismatch, Buffer.from(body), deps())).toMatchObject({ ok: false, code: 'user_mismatch' });
   });
 
+  it('with the verifier cache: the same answers, and a cached token still needs a fresh decision and MAC', async () => {
+    const d = { ...deps(), verifier: createInternalJwtVerifier(keys.keyRing) };
+    const first = await headersFor(body);
+    expect(await verifyCaller(first, Buffer.from(body), d)).toMatchObject({ ok: true, caller: { userId: 'alice' } });
+    expect(d.verifier.size).toBe(1);
+    // The same token (the issuer reuses it) under a new decision: accepted from the cache.
+    const second = await headersFor(body);
+    expect(second.authorization).toBe(first.authorization);
+    expect(await verifyCaller(second, Buffer.from(body), d)).toMatchObject({ ok: true, caller: { userId: 'alice' } });
+    expect(await verifyCaller(second, Buffer.from(body), d)).toMatchObject({ ok: false, code: 'replayed' });
+    const swapped = await headersFor(body);
+    expect(await verifyCaller(swapped, Buffer.from(`${body} `), d)).toMatchObject({
+      ok: false,
+      code: 'bad_request_mac',
+    });
+    const mismatch = await headersFor(body, 'alice', { 'x-mcpgw-user': 'mallory' });
+    expect(await verifyCaller(mismatch, Buffer.from(body), d)).toMatchObject({ ok: false, code: 'user_mismatch' });
+    const foreign = createInternalJwtIssuer({ ring: await MemoryKeyRing.create() });
+    const other = await headersFor(body, 'alice', {
+      authorization: `Bearer ${await foreign.mint({ sub: 'alice', role: 'agent' })}`,
+    });
+    expect(await verifyCaller(other, Buffer.from(body), d)).toMatchObject({
+      ok: false,
+      code: 'internal_token_unknown_key',
+    });
+  });
+
   it('accepts a decision only once', async () => {
     const d = deps();
     const h = await headersFor(body);
@@ -95,7 +127,9 @@ describe('key rotation by authz in another process', () => {
       });
       let t = 0;
       const refreshKeys = keyRefresher(gatewayRing, 5000, () => t);
-      expect((await verifyCaller(h, Buffer.from(body), { ...stale, refreshKeys })).ok).toBe(true);
+      // Through the verifier cache, as the gateway runs it: the unknown key is not remembered.
+      const verifier = createInternalJwtVerifier(gatewayRing);
+      expect((await verifyCaller(h, Buffer.from(body), { ...stale, verifier, refreshKeys })).ok).toBe(true);
       // A second unknown key within the interval does not trigger another read.
       t = 1000;
       expect(await refreshKeys()).toBe(false);

@@ -1,5 +1,5 @@
-// Preload for `npm run bench:e2e` with BENCH_CPU_PROF (Node 20 refuses --cpu-prof in NODE_OPTIONS,
-// and the gateway is started by `mcpgw up`): NODE_OPTIONS="--import <this file>" and
+// Preload for `npm run bench:e2e` and `bench:startup` with BENCH_CPU_PROF (Node 20 refuses
+// --cpu-prof in NODE_OPTIONS, and the gateway is started by `mcpgw up`): NODE_OPTIONS="--import <this file>" and
 // BENCH_PROFILE_DIR=<dir>. Samples the main thread from start to exit and writes
 // <dir>/CPU.<pid>.cpuprofile (inspector sessions on the own thread answer synchronously).
 import { writeFileSync } from 'node:fs';
