@@ -166,7 +166,7 @@ export async function upNative(opts: {
       rmSync(paths.pid, { force: true });
       throw new LifecycleError(`the gateway exited during start-up; see ${paths.log}:\n${tail(paths.log, 15)}`);
     }
-    await new Promise((r) => setTimeout(r, 200));
+    await new Promise((r) => setTimeout(r, 50));
   }
   spin.fail('No answer');
   throw new LifecycleError(`the gateway did not become ready in time; see ${paths.log}`);

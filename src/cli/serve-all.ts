@@ -57,6 +57,32 @@ export async function serveAll(o: ServeAllOptions): Promise<RunningGateway> {
       }
     }
   };
+  // Envoy takes about a second to start: with fixed ports it needs nothing from the steps below,
+  // so it starts alongside them (it answers 503 until authz and the gateway listen, and the ready
+  // file is written only after everything is up).
+  const fixedPorts = o.authzPort !== 0 && o.gatewayPort !== 0;
+  const earlyEnvoy =
+    o.front.kind === 'envoy' && fixedPorts
+      ? superviseEnvoy({
+          envoyBin: o.front.envoyBin,
+          runDir: paths.run,
+          config: {
+            listen: o.listen,
+            authz: { host: '127.0.0.1', port: o.authzPort },
+            gateway: { host: '127.0.0.1', port: o.gatewayPort },
+          },
+          logger: log,
+        })
+      : null;
+  const closeEarlyEnvoy = async (): Promise<void> => {
+    const front = await earlyEnvoy?.catch(() => null);
+    await front?.close();
+  };
+  if (earlyEnvoy) {
+    // A failure is reported where it is awaited; a failed start closes it.
+    earlyEnvoy.catch(() => undefined);
+    closers.push(closeEarlyEnvoy);
+  }
   try {
     const store = await openStore({ home: o.home, logger: log });
     closers.push(() => store.close());
@@ -115,10 +141,17 @@ export async function serveAll(o: ServeAllOptions): Promise<RunningGateway> {
       authz: { host: '127.0.0.1', port: authz.port },
       gateway: { host: '127.0.0.1', port: gateway.port },
     };
-    const front =
-      o.front.kind === 'envoy'
-        ? await superviseEnvoy({ envoyBin: o.front.envoyBin, runDir: paths.run, config: frontConfig, logger: log })
-        : await startBuiltinFront(frontConfig);
+    let front: { port: number; close(): Promise<void> };
+    if (earlyEnvoy) {
+      front = await earlyEnvoy;
+      // From here it closes first, like a front started last: no new requests during the drain.
+      closers.splice(closers.indexOf(closeEarlyEnvoy), 1);
+    } else {
+      front =
+        o.front.kind === 'envoy'
+          ? await superviseEnvoy({ envoyBin: o.front.envoyBin, runDir: paths.run, config: frontConfig, logger: log })
+          : await startBuiltinFront(frontConfig);
+    }
     closers.push(() => front.close());
 
     const url = `http://${o.listen.host}:${front.port}/mcp`;
