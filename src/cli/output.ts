@@ -102,6 +102,35 @@ export async function progress<T>(label: string, work: Promise<T>): Promise<T> {
 }
 
 /** `--url` and `--admin-key` (and how the key is found), on every command that talks to the admin API. */
+/**
+ * Runs `tick` every `intervalMs` until Ctrl-C (for `--watch` and `--follow`): the interrupt ends
+ * the wait at once and lets the command finish normally, so piped output is flushed, not cut.
+ */
+export async function untilInterrupted(intervalMs: number, tick: () => Promise<void>): Promise<void> {
+  let stopped = false;
+  let wake: () => void = () => undefined;
+  const onSigint = (): void => {
+    stopped = true;
+    wake();
+  };
+  process.once('SIGINT', onSigint);
+  try {
+    while (!stopped) {
+      await tick();
+      if (stopped) break;
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, intervalMs);
+        wake = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+    }
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+}
+
 export const connection = addConnectionOptions;
 
 /** The "Examples:" section of `--help` (and any notes before it). */

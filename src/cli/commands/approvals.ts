@@ -19,6 +19,7 @@ import {
   run,
   shortTime,
   table,
+  untilInterrupted,
 } from '../output.js';
 import { connect, fetchAll, seg, type ConnOptions, type JsonOption } from './common.js';
 
@@ -44,13 +45,6 @@ function pendingTable(items: readonly ApprovalBody[]): string {
 
 /** Until SIGINT: a redrawn table on a terminal, otherwise each new approval once as it appears. */
 async function watch(c: AdminClient, json: boolean): Promise<void> {
-  let stopped = false;
-  let wake: () => void = () => undefined;
-  const onSigint = (): void => {
-    stopped = true;
-    wake();
-  };
-  process.once('SIGINT', onSigint);
   const redraw = colorEnabled(process.stdout) && !json;
   const seen = new Set<string>();
   let first = true;
@@ -60,43 +54,31 @@ async function watch(c: AdminClient, json: boolean): Promise<void> {
       .map((cell, i) => (i < widths.length ? cell.padEnd(widths[i] ?? 0) : cell))
       .join(' ')
       .trimEnd();
-  try {
-    if (!redraw && !json) out(line(HEADER));
-    while (!stopped) {
-      const items = await pendingApprovals(c);
-      if (redraw) {
-        // Cleared once, then overwritten from the top line by line (each line's rest erased):
-        // no flicker, and the terminal's scrollback does not fill with old frames.
-        const frame = [
-          paint.dim(`Pending approvals at ${shortTime(new Date().toISOString())} UTC; every 2 s, Ctrl-C to stop`),
-          '',
-          ...pendingTable(items).split('\n'),
-        ];
-        process.stdout.write(
-          `${first ? '\u001b[2J' : ''}\u001b[H${frame.map((l) => `${l}\u001b[K`).join('\n')}\n\u001b[J`,
-        );
-        first = false;
-      } else {
-        const now = Date.now();
-        for (const a of items) {
-          if (seen.has(a.id)) continue;
-          seen.add(a.id);
-          if (json) printJson(a);
-          else out(line(row(a, now)));
-        }
+  if (!redraw && !json) out(line(HEADER));
+  await untilInterrupted(2000, async () => {
+    const items = await pendingApprovals(c);
+    if (redraw) {
+      // Cleared once, then overwritten from the top line by line (each line's rest erased):
+      // no flicker, and the terminal's scrollback does not fill with old frames.
+      const frame = [
+        paint.dim(`Pending approvals at ${shortTime(new Date().toISOString())} UTC; every 2 s, Ctrl-C to stop`),
+        '',
+        ...pendingTable(items).split('\n'),
+      ];
+      process.stdout.write(
+        `${first ? '\u001b[2J' : ''}\u001b[H${frame.map((l) => `${l}\u001b[K`).join('\n')}\n\u001b[J`,
+      );
+      first = false;
+    } else {
+      const now = Date.now();
+      for (const a of items) {
+        if (seen.has(a.id)) continue;
+        seen.add(a.id);
+        if (json) printJson(a);
+        else out(line(row(a, now)));
       }
-      if (stopped) break;
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, 2000);
-        wake = () => {
-          clearTimeout(t);
-          resolve();
-        };
-      });
     }
-  } finally {
-    process.off('SIGINT', onSigint);
-  }
+  });
 }
 
 /** The id the person typed, as a failure that says what to do about it. */

@@ -7,7 +7,7 @@ import { Argument, type Command } from 'commander';
 import { homePaths } from '../../config/home.js';
 import { mcpgwHome } from '../../config/keys.js';
 import { alive, readPid } from '../lifecycle.js';
-import { CliError, examples, EXIT, out, paint, printJson, run, shortTime } from '../output.js';
+import { CliError, examples, EXIT, out, paint, printJson, run, shortTime, untilInterrupted } from '../output.js';
 import type { JsonOption } from './common.js';
 
 const LEVELS: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };
@@ -74,45 +74,25 @@ async function lastLines(file: string, n: number): Promise<{ lines: string[]; si
 async function follow(file: string, from: number, emit: (line: string) => void): Promise<void> {
   let pos = from;
   let partial = '';
-  let stopped = false;
-  let wake: () => void = () => undefined;
-  const onSigint = (): void => {
-    stopped = true;
-    wake();
-  };
-  process.once('SIGINT', onSigint);
-  try {
-    while (!stopped) {
-      const size = (await stat(file).catch(() => null))?.size ?? 0;
-      if (size < pos) {
-        pos = 0;
-        partial = '';
-      }
-      if (size > pos) {
-        const fh = await open(file, 'r');
-        try {
-          const chunk = Buffer.alloc(size - pos);
-          const { bytesRead } = await fh.read(chunk, 0, chunk.length, pos);
-          pos += bytesRead;
-          const lines = (partial + chunk.subarray(0, bytesRead).toString('utf8')).split('\n');
-          partial = lines.pop() ?? '';
-          for (const l of lines) emit(l);
-        } finally {
-          await fh.close();
-        }
-      }
-      if (stopped) break;
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, 250);
-        wake = () => {
-          clearTimeout(t);
-          resolve();
-        };
-      });
+  await untilInterrupted(250, async () => {
+    const size = (await stat(file).catch(() => null))?.size ?? 0;
+    if (size < pos) {
+      pos = 0;
+      partial = '';
     }
-  } finally {
-    process.off('SIGINT', onSigint);
-  }
+    if (size <= pos) return;
+    const fh = await open(file, 'r');
+    try {
+      const chunk = Buffer.alloc(size - pos);
+      const { bytesRead } = await fh.read(chunk, 0, chunk.length, pos);
+      pos += bytesRead;
+      const lines = (partial + chunk.subarray(0, bytesRead).toString('utf8')).split('\n');
+      partial = lines.pop() ?? '';
+      for (const l of lines) emit(l);
+    } finally {
+      await fh.close();
+    }
+  });
 }
 
 function wholeNumber(v: string): number {
