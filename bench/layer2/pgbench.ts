@@ -1,8 +1,9 @@
 /**
  * pgbench running the statement a decision runs, `SELECT mcpgw_decide($1::jsonb)`, with the inputs
  * our own `buildDecideInput` produced for the bench frames: one script per frame, chosen uniformly
- * at random per transaction (the same mix h2load sends), each input passed as a parameter of the
- * extended protocol as node-postgres does. Only the decision id is new per transaction
+ * at random per transaction (the same mix h2load sends), each input passed as a parameter of a
+ * prepared statement, as `Layer2Store.decide` does (a named statement per pooled connection). Only
+ * the decision id is new per transaction
  * (`jsonb_set` with `gen_random_uuid()`), because audit_log.decision_id is unique.
  */
 import { spawn } from 'node:child_process';
@@ -41,7 +42,10 @@ export function runPgbench(opts: {
   clients: number;
   seconds: number;
   scripts: { files: string[]; defines: string[] };
-  /** `extended` (default) is what node-postgres does: Parse/Bind/Execute of an unnamed statement per call. */
+  /**
+   * `prepared` (default) is what `Layer2Store.decide` does: Parse once per connection, then
+   * Bind/Execute; `extended` parses an unnamed statement per call (what plain `pg` queries do).
+   */
   mode?: 'extended' | 'prepared';
 }): Promise<PgbenchResult> {
   const args = [
@@ -50,7 +54,7 @@ export function runPgbench(opts: {
     join(PG_BIN, 'pgbench'),
     '-n', // no vacuum of pgbench's own tables (we have none)
     '-M',
-    opts.mode ?? 'extended',
+    opts.mode ?? 'prepared',
     '-c',
     String(opts.clients),
     '-j',

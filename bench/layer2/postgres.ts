@@ -53,7 +53,11 @@ export const DURABILITY_SETTINGS = [
   'max_connections',
 ];
 
-export async function startBenchPostgres(core: string): Promise<BenchPostgres> {
+/**
+ * `settings` are extra `-c name=value` server settings (the A/B script loads pg_stat_statements
+ * with them); the bench itself passes none, so it runs with the server's defaults.
+ */
+export async function startBenchPostgres(core: string, settings: Record<string, string> = {}): Promise<BenchPostgres> {
   const initdb = join(PG_BIN, 'initdb');
   const pgCtl = join(PG_BIN, 'pg_ctl');
   if (!existsSync(initdb) || !existsSync(pgCtl)) throw new Error(`initdb and pg_ctl are needed in ${PG_BIN}`);
@@ -74,7 +78,12 @@ export async function startBenchPostgres(core: string): Promise<BenchPostgres> {
   // --no-sync only skips flushing initdb's own files; the server runs with its defaults.
   await cmd(initdb, ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C', '--no-sync']);
   const port = await freePort();
-  const serverOpts = ['-c listen_addresses=127.0.0.1', `-p ${port}`, `-k ${dir}`].join(' ');
+  const serverOpts = [
+    '-c listen_addresses=127.0.0.1',
+    `-p ${port}`,
+    `-k ${dir}`,
+    ...Object.entries(settings).map(([k, v]) => `-c ${k}=${v}`),
+  ].join(' ');
   await cmd(pgCtl, ['-D', data, '-o', serverOpts, '-l', join(dir, 'server.log'), '-w', '-t', '60', 'start']);
   const postmasterPid = Number(readFileSync(join(data, 'postmaster.pid'), 'utf8').split('\n')[0]);
   const url = `postgres://postgres@127.0.0.1:${port}/postgres`;

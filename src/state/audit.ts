@@ -118,7 +118,9 @@ export class AuditSealer {
     this.#db = db;
     this.#key = key;
     this.#interval = opts.intervalMs ?? 250;
-    this.#batch = opts.batchSize ?? (db.kind === 'pglite' ? 200 : 1000);
+    // Small batches: reading and hashing a batch holds the event loop (about 18 ms for 1,000 rows
+    // on PostgreSQL, 3-10 ms for 250), and decisions wait behind it; the drain yields in between.
+    this.#batch = opts.batchSize ?? (db.kind === 'pglite' ? 200 : 250);
     this.#leaderRetry = opts.leaderRetryMs ?? 2000;
     this.#log = opts.log ?? (() => undefined);
   }

@@ -14,7 +14,7 @@
  */
 import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import pg from 'pg';
-import { PGlite } from '@electric-sql/pglite';
+import { PGlite, protocol, types as pgliteTypes } from '@electric-sql/pglite';
 
 export type DbKind = 'postgres' | 'pglite';
 export type Row = Record<string, unknown>;
@@ -37,6 +37,14 @@ export interface Session extends Queryable {
   onLost(cb: (err: Error) => void): void;
 }
 
+export interface WithinOptions {
+  /**
+   * Prepares the statement once per connection under this name and reuses it: no parsing or
+   * planning of the statement text per call. Use it only for a fixed `sql`.
+   */
+  name?: string;
+}
+
 export interface Database extends Queryable {
   readonly kind: DbKind;
   /** Where the data lives, without credentials. */
@@ -44,7 +52,17 @@ export interface Database extends Queryable {
   /** The default budget (ms) of `queryWithin`. */
   readonly budgetMs: number;
   /** One statement that must start (PGlite) or finish (PostgreSQL) within `budgetMs`. */
-  queryWithin<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>>;
+  queryWithin<R extends Row = Row>(
+    sql: string,
+    params?: readonly unknown[],
+    opts?: WithinOptions,
+  ): Promise<QueryResult<R>>;
+  /**
+   * One statement outside the pool that decisions use, so it still runs when that pool is
+   * saturated (the audit rows of fail-closed denies): on PostgreSQL a connection of its own with a
+   * timeout of `RESERVED_TIMEOUT_MS`, on PGlite the queue without a deadline.
+   */
+  queryReserved<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>>;
   session(): Promise<Session>;
   /** Subscribes to NOTIFY on `channel`; on PostgreSQL the listener reconnects by itself. */
   listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>>;
@@ -76,6 +94,12 @@ export class DatabaseLockedError extends Error {
 // ---------------------------------------------------------------------------------------------
 
 const CHANNEL = /^[a-z_][a-z0-9_]{0,62}$/;
+
+/**
+ * Time limit of a statement on the reserved connection. Longer than a decision's budget: what runs
+ * there is audit rows that must land, not an answer someone waits for.
+ */
+export const RESERVED_TIMEOUT_MS = 5000;
 
 export interface PostgresOptions {
   connectionString: string;
@@ -223,6 +247,7 @@ export class PostgresDatabase implements Database {
   readonly location: string;
   readonly budgetMs: number;
   readonly #pool: pg.Pool;
+  readonly #reserved: pg.Pool;
   readonly #backstopMs: number;
   readonly #listener: PgListener;
   readonly #connectionString: string;
@@ -246,6 +271,19 @@ export class PostgresDatabase implements Database {
     });
     // An idle client whose server went away emits here; without a handler the process would die.
     this.#pool.on('error', (err) => log('idle database connection failed; it will be replaced', err));
+    // One connection apart from the decision pool: when every pooled connection is stuck behind a
+    // lock or a slow statement, the audit rows of the resulting fail-closed denies still get in.
+    this.#reserved = new pg.Pool({
+      connectionString: opts.connectionString,
+      max: 1,
+      connectionTimeoutMillis: RESERVED_TIMEOUT_MS,
+      statement_timeout: RESERVED_TIMEOUT_MS,
+      lock_timeout: RESERVED_TIMEOUT_MS,
+      idle_in_transaction_session_timeout: 10_000,
+      keepAlive: true,
+      application_name: 'mcpgw-reserved',
+    });
+    this.#reserved.on('error', (err) => log('idle reserved database connection failed; it will be replaced', err));
     this.#listener = new PgListener(opts.connectionString, log);
   }
 
@@ -258,11 +296,19 @@ export class PostgresDatabase implements Database {
     await this.#pool.query(sql);
   }
 
-  async queryWithin<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
+  async queryWithin<R extends Row = Row>(
+    sql: string,
+    params?: readonly unknown[],
+    opts?: WithinOptions,
+  ): Promise<QueryResult<R>> {
     const client = await this.#pool.connect();
     let timer: NodeJS.Timeout | undefined;
     let timedOut = false;
-    const work = client.query<R>(sql, params as unknown[] | undefined);
+    const values = params as unknown[] | undefined;
+    const work =
+      opts?.name === undefined
+        ? client.query<R>(sql, values)
+        : client.query<R>({ name: opts.name, text: sql, ...(values ? { values } : {}) });
     const backstop = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
         timedOut = true;
@@ -281,6 +327,26 @@ export class PostgresDatabase implements Database {
       } else {
         client.release();
       }
+    }
+  }
+
+  async queryReserved<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
+    let timer: NodeJS.Timeout | undefined;
+    const work = this.#reserved.query<R>(sql, params as unknown[] | undefined);
+    // A dead network never answers; pg-pool then replaces the connection on its error.
+    const backstop = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(new StateTimeoutError(`no answer on the reserved connection within ${2 * RESERVED_TIMEOUT_MS} ms`)),
+        2 * RESERVED_TIMEOUT_MS,
+      );
+    });
+    try {
+      const r = await Promise.race([work, backstop]);
+      return { rows: r.rows, rowCount: r.rowCount ?? r.rows.length };
+    } finally {
+      clearTimeout(timer);
+      work.catch(() => undefined);
     }
   }
 
@@ -305,6 +371,7 @@ export class PostgresDatabase implements Database {
   async close(): Promise<void> {
     await this.#listener.close();
     await this.#pool.end();
+    await this.#reserved.end();
   }
 }
 
@@ -363,9 +430,15 @@ function acquireLockFile(path: string, dataDir: string): () => void {
   throw new DatabaseLockedError(`could not take the lock file ${path}`);
 }
 
+interface PgliteMessage {
+  name: string;
+}
+
 interface PgliteLike {
   query<T>(sql: string, params?: unknown[]): Promise<{ rows: T[]; affectedRows?: number }>;
   exec(sql: string): Promise<unknown>;
+  execProtocol(message: Uint8Array, opts?: { syncToFs?: boolean }): Promise<{ messages: PgliteMessage[] }>;
+  runExclusive<T>(fn: () => Promise<T>): Promise<T>;
   listen(channel: string, cb: (payload: string) => void): Promise<(tx?: unknown) => Promise<void>>;
   close(): Promise<void>;
 }
@@ -376,12 +449,41 @@ export interface PgliteOptions {
   budgetMs: number;
 }
 
+/** The result columns of a statement prepared on PGlite: name and type. */
+interface PgliteColumns {
+  names: string[];
+  types: number[];
+}
+
+const JSON_OIDS = new Set([114, 3802]);
+
+function concatBytes(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/** A parameter in the text format, as PGlite's own query() sends scalars and JSON text. */
+function textParam(v: unknown): string | null {
+  if (v === null || v === undefined) return null;
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' || typeof v === 'bigint') return String(v);
+  if (typeof v === 'boolean') return v ? 't' : 'f';
+  if (v instanceof Date) return v.toISOString();
+  throw new TypeError(`a prepared PGlite statement takes text, numbers, booleans and dates, not ${typeof v}`);
+}
+
 export class PgliteDatabase implements Database {
   readonly kind = 'pglite' as const;
   readonly location: string;
   readonly budgetMs: number;
   #tail: Promise<unknown> = Promise.resolve();
   #closed = false;
+  readonly #prepared = new Map<string, { sql: string; columns: PgliteColumns }>();
 
   private constructor(
     private readonly db: PgliteLike,
@@ -433,8 +535,89 @@ export class PgliteDatabase implements Database {
     return this.#enqueue(() => this.#q<R>(sql, params), null);
   }
 
-  queryWithin<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
-    return this.#enqueue(() => this.#q<R>(sql, params), Date.now() + this.budgetMs);
+  queryWithin<R extends Row = Row>(
+    sql: string,
+    params?: readonly unknown[],
+    opts?: WithinOptions,
+  ): Promise<QueryResult<R>> {
+    const name = opts?.name;
+    return this.#enqueue(
+      () => (name === undefined ? this.#q<R>(sql, params) : this.#execPrepared<R>(name, sql, params ?? [])),
+      Date.now() + this.budgetMs,
+    );
+  }
+
+  queryReserved<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
+    // One connection only: "reserved" means no deadline, so a busy queue delays the row but never drops it.
+    return this.#enqueue(() => this.#q<R>(sql, params), null);
+  }
+
+  /**
+   * PGlite's query() runs Parse, Describe, Bind, Describe, Execute and Sync as six calls into the
+   * Wasm module, each with its own copy and parse of the replies. A statement prepared once under
+   * `name` needs one call per execution instead (Bind, Execute, Sync), and no parse or plan of the
+   * text. The result is read in the text format, with PGlite's own parsers per column type.
+   */
+  async #execPrepared<R extends Row>(name: string, sql: string, params: readonly unknown[]): Promise<QueryResult<R>> {
+    const { serialize } = protocol;
+    let st = this.#prepared.get(name);
+    if (st && st.sql !== sql) throw new Error(`prepared statement ${name} was prepared with another text`);
+    if (!st) {
+      const described = await this.db.runExclusive(() =>
+        this.db.execProtocol(
+          concatBytes([
+            serialize.parse({ name, text: sql }),
+            serialize.describe({ type: 'S', name }),
+            serialize.sync(),
+          ]),
+          { syncToFs: false },
+        ),
+      );
+      const rd = described.messages.find((m) => m.name === 'rowDescription') as
+        { fields: { name: string; dataTypeID: number }[] } | undefined;
+      st = {
+        sql,
+        columns: {
+          names: rd?.fields.map((f) => f.name) ?? [],
+          types: rd?.fields.map((f) => f.dataTypeID) ?? [],
+        },
+      };
+      this.#prepared.set(name, st);
+    }
+    const { columns } = st;
+    // syncToFs as PGlite's query() does outside a transaction.
+    const r = await this.db.runExclusive(() =>
+      this.db.execProtocol(
+        concatBytes([
+          serialize.bind({ statement: name, values: params.map(textParam) }),
+          serialize.execute({}),
+          serialize.sync(),
+        ]),
+        { syncToFs: true },
+      ),
+    );
+    const rows: R[] = [];
+    let rowCount = 0;
+    for (const m of r.messages) {
+      if (m.name === 'dataRow') {
+        const fields = (m as unknown as { fields: (string | null)[] }).fields;
+        const row: Row = {};
+        fields.forEach((text, i) => {
+          const type = columns.types[i] ?? 25;
+          row[columns.names[i] ?? `?column?${i}`] =
+            text === null
+              ? null
+              : JSON_OIDS.has(type)
+                ? (JSON.parse(text) as unknown)
+                : pgliteTypes.parseType(text, type);
+        });
+        rows.push(row as R);
+      } else if (m.name === 'commandComplete') {
+        const n = /(\d+)$/.exec((m as unknown as { text: string }).text);
+        rowCount = n ? Number(n[1]) : rows.length;
+      }
+    }
+    return { rows, rowCount };
   }
 
   exec(sql: string): Promise<void> {

@@ -7,7 +7,6 @@
  * are missing): fail closed, and still one audited statement.
  */
 import { createHash } from 'node:crypto';
-import { z } from 'zod';
 import type { Layer2Outcome, Layer2Request, Layer2Rules, Scope } from '../policy/layer2-types.js';
 import type { JsonValue } from '../authz/strict-json.js';
 import { argumentsDigest, canonicalize } from '../util/jcs.js';
@@ -34,7 +33,14 @@ export interface DecideInput {
   tool: string;
   digest: string | null;
   l1: { outcome: string; rule: string | null; reasons: string[] };
-  approval: { approvers: string[]; timeout_s: number; consume_within_s: number; max_pending: number; new_id: string };
+  approval: {
+    approvers: string[];
+    timeout_s: number;
+    consume_within_s: number;
+    max_pending: number;
+    /** The id a new pending approval gets; null when no rule of this call can ask for one. */
+    new_id: string | null;
+  };
   locks: string[];
   errors: RuleError[];
   preconditions: { name: string; require: Record<string, string> }[];
@@ -217,7 +223,8 @@ export function buildDecideInput(req: Layer2Request, rules: Layer2Rules, cfg: De
       ? settings.consumeWithinSeconds
       : cfg.approvalDefaults.consumeWithinSeconds,
     max_pending: cfg.maxPendingPerUser,
-    new_id: newApprovalId(),
+    // The SQL reads it only on the require_approval branch, which needs mayNeedApproval.
+    new_id: mayNeedApproval ? newApprovalId() : null,
   };
   if (mayNeedApproval && digest !== null) {
     locks.push(lockKey('approval', user, req.service, req.name, digest));
@@ -247,23 +254,37 @@ export function buildDecideInput(req: Layer2Request, rules: Layer2Rules, cfg: De
   };
 }
 
-const decideOutput = z.object({
-  outcome: z.enum(['allow', 'deny', 'pending']),
-  rule: z.string().nullable(),
-  reasons: z.array(z.string()),
-  approval_id: z.string().nullable(),
-  retry_after: z.number().nullable(),
-});
+const OUTCOMES = new Set(['allow', 'deny', 'pending']);
 
+const isNullableString = (v: unknown): v is string | null => v === null || typeof v === 'string';
+
+/**
+ * Checks the shape of what `mcpgw_decide` returned by hand (it runs once per decision; a schema
+ * library costs more than the decision's own JavaScript). Anything unexpected throws, and the
+ * caller turns that into a fail-closed deny.
+ */
 export function parseDecideOutput(raw: unknown): Layer2Outcome {
-  const o = decideOutput.parse(raw);
-  if (o.outcome === 'allow') return { outcome: 'allow', rule: o.rule, reasons: o.reasons };
-  if (o.outcome === 'pending') {
-    if (o.approval_id === null) throw new Error('pending outcome without an approval id');
-    return { outcome: 'pending', rule: o.rule ?? 'approval', reasons: o.reasons, approvalId: o.approval_id };
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new Error('decide output is not an object');
+  const o = raw as Record<string, unknown>;
+  const outcome = o['outcome'];
+  const rule = o['rule'] ?? null;
+  const reasons = o['reasons'];
+  const approvalId = o['approval_id'] ?? null;
+  const retry = o['retry_after'] ?? null;
+  if (typeof outcome !== 'string' || !OUTCOMES.has(outcome)) throw new Error('decide output has no valid outcome');
+  if (!isNullableString(rule) || !isNullableString(approvalId)) throw new Error('decide output has a malformed field');
+  if (!Array.isArray(reasons) || !reasons.every((x) => typeof x === 'string'))
+    throw new Error('decide output has malformed reasons');
+  if (retry !== null && (typeof retry !== 'number' || !Number.isFinite(retry)))
+    throw new Error('decide output has a malformed retry time');
+  const texts = reasons as string[];
+  if (outcome === 'allow') return { outcome: 'allow', rule, reasons: texts };
+  if (outcome === 'pending') {
+    if (approvalId === null) throw new Error('pending outcome without an approval id');
+    return { outcome: 'pending', rule: rule ?? 'approval', reasons: texts, approvalId };
   }
-  const out: Layer2Outcome = { outcome: 'deny', rule: o.rule, reasons: o.reasons };
-  if (o.retry_after !== null) out.retryAfterSeconds = Math.max(1, Math.ceil(o.retry_after));
+  const out: Layer2Outcome = { outcome: 'deny', rule, reasons: texts };
+  if (retry !== null) out.retryAfterSeconds = Math.max(1, Math.ceil(retry));
   return out;
 }
 

@@ -36,6 +36,7 @@ import {
   type Database,
 } from './db.js';
 import { buildDecideInput, needsRules, parseDecideOutput, scopeKey, type DecideConfig } from './decide.js';
+import { FallbackAudit } from './fallback-audit.js';
 import { APPROVAL_ID_PATTERN, normalizeApprovalPrefix } from './ids.js';
 import { DbIdentityStore, type IdentityCacheOptions } from './identity.js';
 import { migrate } from './migrate.js';
@@ -56,6 +57,11 @@ export interface StoreOptions {
   budgetMs?: number;
   /** PostgreSQL pool size. Default 10. */
   poolSize?: number;
+  /**
+   * Audit rows of fail-closed denies kept in memory while the database is unreachable, written
+   * when it is back. Default 10,000; beyond that they are logged and counted as lost.
+   */
+  fallbackAuditQueue?: number;
   maxPendingPerUser?: number;
   /** Settings for approvals a Layer 2 rule asks for when the winning rule gave none. */
   approvalDefaults?: Partial<DecideConfig['approvalDefaults']>;
@@ -147,6 +153,8 @@ const approvalDecideOutput = z.object({
   approval: z.record(z.string(), z.unknown()).nullable(),
 });
 
+const DECIDE_SQL = 'SELECT mcpgw_decide($1::jsonb) AS r';
+
 const EMPTY_RULES: Layer2Rules = { limits: {}, budgets: {}, preconditions: {}, flows: {}, duties: {} };
 const RULE_HISTORY = 8;
 
@@ -186,6 +194,7 @@ export class Layer2Store {
   readonly #cfg: DecideConfig;
   readonly #log: (msg: string, err?: unknown) => void;
   readonly #rules = new Map<string, Layer2Rules>();
+  readonly #fallback: FallbackAudit;
   #approvalWaiters = new Map<string, Set<() => void>>();
   #approvalListener: Promise<unknown> | null = null;
   #closed = false;
@@ -197,8 +206,10 @@ export class Layer2Store {
     sealer: AuditSealer | null,
     identity: DbIdentityStore,
     log: (msg: string, err?: unknown) => void,
+    fallback: FallbackAudit,
   ) {
     this.db = db;
+    this.#fallback = fallback;
     this.#auditKey = auditKey;
     this.#cfg = cfg;
     this.#sealer = sealer;
@@ -235,7 +246,11 @@ export class Layer2Store {
           consumeWithinSeconds: opts.approvalDefaults?.consumeWithinSeconds ?? DEFAULT_CONSUME_WITHIN_S,
         },
       };
-      const store = new Layer2Store(db, auditKey, cfg, sealer, identity, log);
+      const fallback = new FallbackAudit(db, {
+        log,
+        ...(opts.fallbackAuditQueue !== undefined ? { maxQueue: opts.fallbackAuditQueue } : {}),
+      });
+      const store = new Layer2Store(db, auditKey, cfg, sealer, identity, log, fallback);
       sealer?.start();
       return store;
     } catch (err) {
@@ -280,9 +295,10 @@ export class Layer2Store {
           reason: `no Layer 2 rules are loaded for policy revision ${req.policyRevision}`,
         });
       }
-      const r = await this.db.queryWithin<{ r: unknown }>('SELECT mcpgw_decide($1::jsonb) AS r', [
-        JSON.stringify(input),
-      ]);
+      // Prepared once per connection: the statement text is never parsed or planned again.
+      const r = await this.db.queryWithin<{ r: unknown }>(DECIDE_SQL, [JSON.stringify(input)], {
+        name: 'mcpgw_decide',
+      });
       return parseDecideOutput(r.rows[0]?.r);
     } catch (err) {
       return this.#failClosed(req, err);
@@ -292,29 +308,31 @@ export class Layer2Store {
   async #failClosed(req: Layer2Request, err: unknown): Promise<Layer2Outcome> {
     const reason = describeFailure(err, this.db.budgetMs);
     this.#log(`layer 2 decision ${req.decisionId} denied: ${reason}`, err);
-    // Best effort: the deciding statement rolled back, so record the deny on its own.
-    try {
-      await this.#insertAudit(
-        {
-          decisionId: req.decisionId,
-          userId: req.userId,
-          sessionId: req.sessionId,
-          method: req.method,
-          service: req.service,
-          tool: req.name,
-          outcome: 'deny',
-          rule: null,
-          reasons: [reason],
-          policyRevision: req.policyRevision,
-          digest: null,
-          detail: { failure: sqlState(err) ?? (err instanceof StateTimeoutError ? 'timeout' : 'error') },
-        },
-        true,
-      );
-    } catch (err2) {
-      this.#log(`could not audit the failed decision ${req.decisionId}`, err2);
-    }
+    // The deciding statement rolled back, so the deny is recorded on its own, outside the pool
+    // that just failed (see fallback-audit.ts).
+    await this.#fallback.record({
+      decisionId: req.decisionId,
+      userId: req.userId,
+      sessionId: req.sessionId,
+      method: req.method,
+      service: req.service,
+      tool: req.name,
+      reasons: [reason],
+      policyRevision: req.policyRevision,
+      detail: { failure: sqlState(err) ?? (err instanceof StateTimeoutError ? 'timeout' : 'error') },
+      at: new Date(),
+    });
     return { outcome: 'deny', rule: null, reasons: [reason], retryAfterSeconds: 1 };
+  }
+
+  /** Audit rows of fail-closed denies still waiting for the database, and those a full queue lost. */
+  fallbackAudit(): { pending: number; dropped: number } {
+    return { pending: this.#fallback.pending, dropped: this.#fallback.dropped };
+  }
+
+  /** Writes the queued audit rows of fail-closed denies now (they are retried by themselves too). */
+  flushFallbackAudit(): Promise<void> {
+    return this.#fallback.flush();
   }
 
   // -------------------------------------------------------------------------------------------
@@ -638,7 +656,7 @@ export class Layer2Store {
   // Audit
   // -------------------------------------------------------------------------------------------
 
-  async #insertAudit(e: AuditEntry, withinBudget: boolean): Promise<boolean> {
+  async #insertAudit(e: AuditEntry): Promise<boolean> {
     const sql = `INSERT INTO audit_log (decision_id, user_id, session_id, method, service, tool, outcome, rule, reasons,
                                         policy_revision, digest, approval_id, detail)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12, $13::jsonb)
@@ -658,7 +676,7 @@ export class Layer2Store {
       e.approvalId ?? null,
       e.detail === undefined || e.detail === null ? null : JSON.stringify(e.detail),
     ];
-    const r = withinBudget ? await this.db.queryWithin(sql, params) : await this.db.query(sql, params);
+    const r = await this.db.queryWithin(sql, params);
     return r.rowCount > 0;
   }
 
@@ -668,7 +686,7 @@ export class Layer2Store {
    * unavailable: the caller decides whether to answer anyway.
    */
   appendAudit(entry: AuditEntry): Promise<boolean> {
-    return this.#insertAudit(entry, true);
+    return this.#insertAudit(entry);
   }
 
   /** Seals every row committed so far (normally the background sealer does this). */
@@ -758,6 +776,7 @@ export class Layer2Store {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    await this.#fallback.close();
     await this.#sealer?.stop();
     await this.identity.stop();
     await this.db.close();
