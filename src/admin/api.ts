@@ -180,6 +180,7 @@ function toApprovalBody(a: ApprovalRecord): ApprovalBody {
     digest: a.digest,
     rule: a.rule,
     reasons: a.reasons,
+    labels: a.labels,
     approvers: a.approvers,
     status: a.status,
     createdAt: iso(a.createdAt),

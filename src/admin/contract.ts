@@ -320,6 +320,8 @@ export const approvalSchema = z.strictObject({
   digest: z.string(),
   rule: z.string(),
   reasons: z.array(z.string()),
+  /** The call's classification labels (e.g. `scope:external`): what kind of call waits, without its arguments. */
+  labels: z.array(z.string()),
   approvers: z.array(z.string()),
   status: z.enum(APPROVAL_STATUSES),
   createdAt: timestamp,

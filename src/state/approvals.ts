@@ -16,6 +16,8 @@ export interface ApprovalRecord {
   digest: string;
   rule: string;
   reasons: string[];
+  /** The call's classification labels when it asked; `[]` for approvals created before they were kept. */
+  labels: string[];
   approvers: string[];
   /** As of now: a pending approval past its timeout, or an approved one left unused, reads `expired`. */
   status: ApprovalStatus;
@@ -91,6 +93,7 @@ export function toApprovalRecord(r: Row): ApprovalRecord {
     digest: asString(r['digest']),
     rule: asString(r['rule']),
     reasons: strings(r['reasons']),
+    labels: strings(r['labels']),
     approvers: strings(r['approvers']),
     status,
     createdAt: asDate(r['created_at']),

@@ -32,7 +32,8 @@ export interface DecideInput {
   service: string;
   tool: string;
   digest: string | null;
-  l1: { outcome: string; rule: string | null; reasons: string[] };
+  /** `labels`: the call's classification labels, which a new pending approval records for the humans deciding. */
+  l1: { outcome: string; rule: string | null; reasons: string[]; labels: string[] };
   approval: {
     approvers: string[];
     timeout_s: number;
@@ -240,7 +241,12 @@ export function buildDecideInput(req: Layer2Request, rules: Layer2Rules, cfg: De
     service: req.service,
     tool: req.name,
     digest,
-    l1: { outcome: req.layer1.outcome, rule: req.layer1.rule, reasons: [...req.layer1.reasons] },
+    l1: {
+      outcome: req.layer1.outcome,
+      rule: req.layer1.rule,
+      reasons: [...req.layer1.reasons],
+      labels: [...req.layer1.classification.labels],
+    },
     approval,
     locks,
     errors,

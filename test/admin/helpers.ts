@@ -163,11 +163,13 @@ function request(
   };
 }
 
-/** A pending approval of `user`'s call, decidable by `approvers`. */
+/** A pending approval of `user`'s call (classified with `labels`), decidable by `approvers`. */
 export async function pendingApproval(
   h: Harness,
-  s: { user?: string; approvers?: string[]; args?: Record<string, unknown> } = {},
+  s: { user?: string; approvers?: string[]; args?: Record<string, unknown>; labels?: string[] } = {},
 ): Promise<string> {
+  const l1 = layer1('require_approval', 'approve mail');
+  l1.classification.labels = s.labels ?? ['scope:external'];
   const out = await h.store.decide(
     request(
       h,
@@ -176,7 +178,7 @@ export async function pendingApproval(
         service: 'gmail',
         tool: 'send_email',
         args: s.args ?? { n: uniq('a') },
-        layer1: layer1('require_approval', 'approve mail'),
+        layer1: l1,
       },
       { approvers: s.approvers ?? ['alice'], timeoutSeconds: 1800, consumeWithinSeconds: 900 },
     ),

@@ -391,7 +391,7 @@ describe('approvals', () => {
   it('lists pending approvals, filtered, with cursor pagination', async () => {
     const user = uniq('agent');
     const ids = [];
-    for (let i = 0; i < 5; i++) ids.push(await pendingApproval(h, { user }));
+    for (let i = 0; i < 5; i++) ids.push(await pendingApproval(h, { user, labels: [`n:${i}`] }));
     const seen: string[] = [];
     let cursor: string | null = null;
     let pages = 0;
@@ -403,6 +403,8 @@ describe('approvals', () => {
         ...(cursor === null ? {} : { cursor }),
       };
       const page = expectOk(await h.call('GET', '/approvals', { query, as: ALICE }), approvalPageSchema);
+      // Each approval with the labels of its own call.
+      for (const a of page.items) expect(a.labels).toEqual([`n:${ids.indexOf(a.id)}`]);
       seen.push(...page.items.map((a) => a.id));
       cursor = page.nextCursor;
       pages++;
@@ -422,7 +424,13 @@ describe('approvals', () => {
   it('GET by full id and by unique prefix; 404 and 400 otherwise', async () => {
     const id = await pendingApproval(h);
     const full = expectOk(await h.call('GET', `/approvals/${id}`, { as: CAROL }), approvalSchema);
-    expect(full).toMatchObject({ id, status: 'pending', approvers: ['alice'], rule: 'approve mail' });
+    expect(full).toMatchObject({
+      id,
+      status: 'pending',
+      approvers: ['alice'],
+      rule: 'approve mail',
+      labels: ['scope:external'],
+    });
     expect(full.digest).toMatch(/^[0-9a-f]{64}$/);
     // Lower case, without "ap-", as typed.
     const byPrefix = expectOk(await h.call('GET', `/approvals/${id.slice(3, 11).toLowerCase()}`), approvalSchema);

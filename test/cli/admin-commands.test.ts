@@ -152,6 +152,8 @@ tool_overrides:
     echo: {verb: get, readOnlyHint: true}
     get-sum: {verb: get, readOnlyHint: true}
     get-tiny-image: {verb: get, readOnlyHint: true}
+  memory:
+    delete_entities: {verb: delete, destructiveHint: true, labels: [scope:internal, data:memory]}
 policies:
   - {name: Deletes need a human, when: {verb: delete}, action: require_approval, timeout: 30m, priority: 10}
   - {name: Reads are fine, when: {readOnlyHint: true}, action: allow, priority: 50}
@@ -399,15 +401,26 @@ describe('mcpgw admin commands against a running gateway', () => {
     expect(idA).toMatch(/^ap-/);
     expect(idB).toMatch(/^ap-/);
 
-    const table = await mcpgw(['pending']);
+    const [table, wide] = await Promise.all([mcpgw(['pending']), mcpgw(['pending', '--wide'])]);
     expect(table.code, table.err).toBe(0);
-    expect(table.out).toMatch(/^ID\s+TOOL\s+USER\s+RULE\s+AGE$/m);
+    // The product document's columns; the call's labels as Layer 1 classified them (sorted).
+    expect(table.out).toMatch(/^ID\s+TOOL\s+USER\s+LABELS\s+AGE$/m);
     expect(table.out).toMatch(
-      new RegExp(`^${idA}\\s+memory:delete_entities\\s+agent\\s+Deletes need a human\\s+\\d+s$`, 'm'),
+      new RegExp(`^${idA}\\s+memory:delete_entities\\s+agent\\s+\\[data:memory,scope:internal\\]\\s+\\d+s$`, 'm'),
     );
     expect(table.out).toContain(idB);
+    expect(table.out).not.toContain('Deletes need a human');
+    expect(wide.code, wide.err).toBe(0);
+    expect(wide.out).toMatch(/^ID\s+TOOL\s+USER\s+LABELS\s+RULE\s+AGE$/m);
+    expect(wide.out).toMatch(
+      new RegExp(
+        `^${idA}\\s+memory:delete_entities\\s+agent\\s+\\[data:memory,scope:internal\\]\\s+Deletes need a human\\s+\\d+s$`,
+        'm',
+      ),
+    );
     const listed = json(items(approvalPageSchema), await mcpgw(['pending', '--json']));
     expect(listed.items.map((a) => a.id)).toEqual(expect.arrayContaining([idA, idB]));
+    expect(listed.items.find((a) => a.id === idA)?.labels).toEqual(['data:memory', 'scope:internal']);
 
     // A prefix in lower case, without "ap-", is enough.
     const approve = await mcpgw(['approve', idA.slice(3, 9).toLowerCase(), '--json']);

@@ -204,6 +204,9 @@ describeWith(['tmux'], 'the OpenClaw quick start, typed into a terminal', () => 
       expect(row, pending.screen).toBeDefined();
       expect(row).toContain('gmail:send_email');
       expect(row).toContain('agent');
+      // The LABELS column of the product document: why this call waits.
+      expect(pending.screen).toMatch(/^ID\s+TOOL\s+USER\s+LABELS\s+AGE\s*$/m);
+      expect(row).toMatch(/\[[^\]]*\bscope:external\b[^\]]*\]/);
 
       // A unique prefix is enough, as the product document shows.
       const approve = await withPassphrase(['approve', approvalId.slice(3, 9)]);

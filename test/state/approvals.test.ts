@@ -134,6 +134,35 @@ describeStores('approvals', (env) => {
     expect(await store.approve(id3, admin)).toMatchObject({ status: 'approved', override: false });
   });
 
+  it('a pending approval keeps the labels of the call that asked, whichever layer asked', async () => {
+    const user = uniq('labels');
+    const labels = ['scope:external', 'data:pii'];
+    const byRule = await pending({ user, labels, args: { to: 'someone@elsewhere.org' } });
+    expect((await store.getApproval(byRule)).labels).toEqual(labels);
+    // Stored with the row, not looked up again: a retry while pending neither adds nor replaces.
+    expect(await pending({ user, labels: ['scope:internal'], args: { to: 'someone@elsewhere.org' } })).toBe(byRule);
+    const listed = (await store.listApprovals({ status: 'pending', userId: user })).items;
+    expect(listed.find((a) => a.id === byRule)?.labels).toEqual(labels);
+
+    // Layer 1 allowed; a Layer 2 limit that asks for a human creates the approval.
+    const limited = await store.decide(
+      request({ user, outcome: 'allow', limits: ['always ask'], labels: ['scope:internal'], args: { n: 1 } }),
+      rules({
+        limits: {
+          'always ask': { name: 'always ask', max: 0, perSeconds: 60, scope: 'user', action: 'require_approval' },
+        },
+      }),
+    );
+    expect(limited).toMatchObject({ outcome: 'pending', rule: 'always ask' });
+    if (limited.outcome !== 'pending') return;
+    expect((await store.getApproval(limited.approvalId)).labels).toEqual(['scope:internal']);
+
+    const unlabelled = await pending({ user, args: { n: 2 } });
+    expect((await store.getApproval(unlabelled)).labels).toEqual([]);
+    const row = await store.db.query(`SELECT labels FROM approvals WHERE id = $1`, [byRule]);
+    expect(row.rows[0]?.['labels']).toEqual(labels);
+  });
+
   it('looks approvals up by a unique prefix of 4+ characters', async () => {
     const user = uniq('prefix');
     const id = await pending({ user });
@@ -148,7 +177,8 @@ describeStores('approvals', (env) => {
       [user],
     );
     await expect(store.getApproval('ZZZZ')).rejects.toMatchObject({ code: 'ambiguous' });
-    expect((await store.getApproval('ap-zzzz000001')).id).toBe('ap-ZZZZ000001');
+    // A row written without labels (as by mcpgw_decide before 0070) reads as unlabelled.
+    expect(await store.getApproval('ap-zzzz000001')).toMatchObject({ id: 'ap-ZZZZ000001', labels: [] });
     // Crockford look-alikes: O → 0, L → 1.
     expect((await store.getApproval('zzzzOOOOOl')).id).toBe('ap-ZZZZ000001');
     await expect(store.getApproval('ZZZ')).rejects.toMatchObject({ code: 'invalid_id' });

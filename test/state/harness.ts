@@ -86,6 +86,7 @@ export interface L1Spec {
   outcome?: Layer1Decision['outcome'];
   rule?: string | null;
   reasons?: string[];
+  labels?: string[];
   limits?: string[];
   budgets?: string[];
   preconditions?: string[];
@@ -105,7 +106,7 @@ export function layer1(s: L1Spec = {}): Layer1Decision {
     classification: {
       verb: null,
       hints: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false },
-      labels: [],
+      labels: s.labels ?? [],
     },
     approval: outcome === 'require_approval' ? { approvers: [], timeout: null } : null,
     layer2: {

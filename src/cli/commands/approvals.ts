@@ -26,35 +26,47 @@ import { connect, fetchAll, seg, type ConnOptions, type JsonOption } from './com
 const toolOf = (a: ApprovalBody): string => `${a.service}:${a.tool}`;
 
 /**
- * The table of the product document shows LABELS; an approval does not record the call's labels
- * (only its digest and the rule that asked for it), so the rule stands in that column.
+ * Without spaces, so a table line still splits on whitespace into one field per column; `-` rather
+ * than `[]` for an unlabelled call, as other tables mark an empty cell.
  */
-const HEADER = ['ID', 'TOOL', 'USER', 'RULE', 'AGE'];
-const row = (a: ApprovalBody, now: number): string[] => [a.id, toolOf(a), a.userId, a.rule, age(a.createdAt, now)];
+const labelsOf = (a: ApprovalBody): string => (a.labels.length === 0 ? '-' : `[${a.labels.join(',')}]`);
+
+/** The columns of the product document (PACKAGING_STRATEGY §10.3); `--wide` adds the rule that asked. */
+const header = (wide: boolean): string[] =>
+  wide ? ['ID', 'TOOL', 'USER', 'LABELS', 'RULE', 'AGE'] : ['ID', 'TOOL', 'USER', 'LABELS', 'AGE'];
+const row = (a: ApprovalBody, now: number, wide: boolean): string[] => [
+  a.id,
+  toolOf(a),
+  a.userId,
+  labelsOf(a),
+  ...(wide ? [a.rule] : []),
+  age(a.createdAt, now),
+];
 
 async function pendingApprovals(c: AdminClient): Promise<ApprovalBody[]> {
   // Oldest first: the one waiting longest is the one to look at first.
   return (await fetchAll(c, '/approvals', approvalPageSchema, { status: 'pending' })).reverse();
 }
 
-function pendingTable(items: readonly ApprovalBody[]): string {
+function pendingTable(items: readonly ApprovalBody[], wide: boolean): string {
   if (items.length === 0) return 'No pending approvals.';
   const now = Date.now();
-  return table([HEADER, ...items.map((a) => row(a, now))]);
+  return table([header(wide), ...items.map((a) => row(a, now, wide))]);
 }
 
 /** Until SIGINT: a redrawn table on a terminal, otherwise each new approval once as it appears. */
-async function watch(c: AdminClient, json: boolean): Promise<void> {
+async function watch(c: AdminClient, json: boolean, wide: boolean): Promise<void> {
   const redraw = colorEnabled(process.stdout) && !json;
   const seen = new Set<string>();
   let first = true;
-  const widths = [13, 32, 16, 28];
+  // Fixed, because lines are printed one by one as approvals appear; AGE, last, is not padded.
+  const widths = wide ? [13, 32, 16, 28, 28] : [13, 32, 16, 28];
   const line = (cells: string[]): string =>
     cells
       .map((cell, i) => (i < widths.length ? cell.padEnd(widths[i] ?? 0) : cell))
       .join(' ')
       .trimEnd();
-  if (!redraw && !json) out(line(HEADER));
+  if (!redraw && !json) out(line(header(wide)));
   await untilInterrupted(2000, async () => {
     const items = await pendingApprovals(c);
     if (redraw) {
@@ -63,7 +75,7 @@ async function watch(c: AdminClient, json: boolean): Promise<void> {
       const frame = [
         paint.dim(`Pending approvals at ${shortTime(new Date().toISOString())} UTC; every 2 s, Ctrl-C to stop`),
         '',
-        ...pendingTable(items).split('\n'),
+        ...pendingTable(items, wide).split('\n'),
       ];
       process.stdout.write(
         `${first ? '\u001b[2J' : ''}\u001b[H${frame.map((l) => `${l}\u001b[K`).join('\n')}\n\u001b[J`,
@@ -75,7 +87,7 @@ async function watch(c: AdminClient, json: boolean): Promise<void> {
         if (seen.has(a.id)) continue;
         seen.add(a.id);
         if (json) printJson(a);
-        else out(line(row(a, now)));
+        else out(line(row(a, now, wide)));
       }
     }
   });
@@ -165,17 +177,19 @@ export function registerApprovalCommands(program: Command): void {
         .command('pending')
         .description('Calls waiting for a human decision')
         .option('-w, --watch', 'keep polling every 2 s until Ctrl-C')
+        .option('--wide', 'add a RULE column: the policy rule that asked for a human')
         .option('--json', 'print JSON: {items: [approval]}; with --watch one approval per line as it appears'),
     ),
-    ['mcpgw pending', 'mcpgw pending --watch', 'mcpgw pending --json | jq -r ".items[].id"'],
-  ).action((o: ConnOptions & JsonOption & { watch?: boolean }) =>
+    ['mcpgw pending', 'mcpgw pending --watch --wide', 'mcpgw pending --json | jq -r ".items[].id"'],
+  ).action((o: ConnOptions & JsonOption & { watch?: boolean; wide?: boolean }) =>
     run('pending', o, async () => {
       const c = await connect(o, 'list pending approvals');
-      if (o.watch) return watch(c, o.json === true);
+      const wide = o.wide === true;
+      if (o.watch) return watch(c, o.json === true, wide);
       const items = await pendingApprovals(c);
       if (o.json) return printJson({ items });
       out(
-        pendingTable(items),
+        pendingTable(items, wide),
         ...(items.length > 0 ? ['', 'Decide: mcpgw approve <id> | mcpgw deny <id> "<reason>"'] : []),
       );
     }),

@@ -14,9 +14,16 @@
 --   a query per `FOR … IN SELECT jsonb_array_elements(…)` loop even for an empty array. Empty
 --   sections (no duties, no preconditions) cost nothing now.
 -- * The advisory locks are taken by one statement, in the same ascending lock-id order.
+-- * A new pending approval records the call's classification labels (`p->'l1'->'labels'`), so
+--   `mcpgw pending` can show what kind of call waits (PACKAGING_STRATEGY §10.3) without keeping
+--   the arguments. Rows created before this file read `[]`.
 --
 -- Unchanged: locks before reading the clock, the order of deny reasons, precedence, approvals,
 -- state written only on a final allow, and the audit row in the same transaction.
+
+-- Ahead of the function that inserts into it. Part of this file rather than a migration of its own
+-- because no release shipped 0070 without it.
+ALTER TABLE approvals ADD COLUMN IF NOT EXISTS labels jsonb NOT NULL DEFAULT '[]';
 
 -- The window after a call at p_t: the last p_n of p_stamps || p_t, oldest first (what 0002 did with
 -- mcpgw_keep_last). Inlined by the planner (one SELECT without FROM).
@@ -240,9 +247,10 @@ BEGIN
           ELSE
             v_outcome := 'pending';
             v_approval := v_cfg->>'new_id';
-            INSERT INTO approvals (id, user_id, session_id, method, service, tool, digest, rule, reasons, approvers,
+            INSERT INTO approvals (id, user_id, session_id, method, service, tool, digest, rule, reasons, labels, approvers,
                                    status, timeout_s, consume_within_s, created_at, expires_at, request_decision_id, policy_revision)
             VALUES (v_approval, v_user, p->>'session', p->>'method', v_service, v_tool, v_digest, v_rule, v_reasons,
+                    coalesce(p->'l1'->'labels', '[]'),
                     coalesce(v_cfg->'approvers', '[]'), 'pending', (v_cfg->>'timeout_s')::double precision,
                     (v_cfg->>'consume_within_s')::double precision, v_now,
                     v_now + make_interval(secs => (v_cfg->>'timeout_s')::double precision),
