@@ -62,6 +62,13 @@ export interface StoreOptions {
    * when it is back. Default 10,000; beyond that they are logged and counted as lost.
    */
   fallbackAuditQueue?: number;
+  /**
+   * Directory where those rows are fsync'd before their deny is answered, so a crash loses none;
+   * replayed at open and when the database is back. Default `<home>/spool`; null: memory only.
+   */
+  fallbackAuditSpool?: string | null;
+  /** Bytes of spool files one process keeps at most; rows beyond are counted in `unspooled`. Default 32 MiB. */
+  fallbackAuditSpoolBytes?: number;
   maxPendingPerUser?: number;
   /** Settings for approvals a Layer 2 rule asks for when the winning rule gave none. */
   approvalDefaults?: Partial<DecideConfig['approvalDefaults']>;
@@ -248,8 +255,12 @@ export class Layer2Store {
       };
       const fallback = new FallbackAudit(db, {
         log,
+        spoolDir: opts.fallbackAuditSpool === undefined ? join(home, 'spool') : opts.fallbackAuditSpool,
         ...(opts.fallbackAuditQueue !== undefined ? { maxQueue: opts.fallbackAuditQueue } : {}),
+        ...(opts.fallbackAuditSpoolBytes !== undefined ? { spoolMaxBytes: opts.fallbackAuditSpoolBytes } : {}),
       });
+      // Rows of denies answered by a process that died before the database took them.
+      await fallback.start();
       const store = new Layer2Store(db, auditKey, cfg, sealer, identity, log, fallback);
       sealer?.start();
       return store;
@@ -325,14 +336,22 @@ export class Layer2Store {
     return { outcome: 'deny', rule: null, reasons: [reason], retryAfterSeconds: 1 };
   }
 
-  /** Audit rows of fail-closed denies still waiting for the database, and those a full queue lost. */
-  fallbackAudit(): { pending: number; dropped: number } {
-    return { pending: this.#fallback.pending, dropped: this.#fallback.dropped };
+  /**
+   * Audit rows of fail-closed denies still waiting for the database, those a full queue lost, and
+   * those answered while held in memory only (no spool, or it was full or failing).
+   */
+  fallbackAudit(): { pending: number; dropped: number; unspooled: number } {
+    return { pending: this.#fallback.pending, dropped: this.#fallback.dropped, unspooled: this.#fallback.unspooled };
   }
 
   /** Writes the queued audit rows of fail-closed denies now (they are retried by themselves too). */
   flushFallbackAudit(): Promise<void> {
     return this.#fallback.flush();
+  }
+
+  /** Replays spool files left by dead processes now (also done at open, on recovery and every minute). */
+  replayFallbackSpool(): Promise<void> {
+    return this.#fallback.replaySpool();
   }
 
   // -------------------------------------------------------------------------------------------

@@ -1,11 +1,15 @@
 /**
  * Every answered decision has exactly one audit row, the fail-closed denies of an overloaded or
  * unreachable database included: their rows are written outside the saturated pool, queued while
- * the database is down and written when it is back, and a full queue says how many it lost.
+ * the database is down (and on disk in the spool before the deny is answered) and written when it
+ * is back, and a full queue says how many it lost.
  */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import pg from 'pg';
 import { expect, it } from 'vitest';
 import type { Layer2Outcome } from '../../src/policy/layer2-types.js';
+import { parseSpoolLine } from '../../src/state/fallback-spool.js';
 import type { Layer2Store } from '../../src/state/store.js';
 import { describeStores, request, rules, sleep, uniq } from './harness.js';
 
@@ -16,6 +20,18 @@ async function auditCounts(store: Layer2Store, ids: string[]): Promise<Map<strin
     [JSON.stringify(ids)],
   );
   return new Map(r.rows.map((x) => [x.decision_id, { n: Number(x.n), outcome: x.outcome }]));
+}
+
+/** Decision ids in the spool files under `home`. */
+function spoolLines(home: string): string[] {
+  const dir = join(home, 'spool');
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir).flatMap((f) =>
+    readFileSync(join(dir, f), 'utf8')
+      .split('\n')
+      .filter((l) => l !== '')
+      .map((l) => parseSpoolLine(l)?.decision_id ?? 'unreadable'),
+  );
 }
 
 async function until(what: string, ok: () => Promise<boolean>, ms = 15_000): Promise<void> {
@@ -103,7 +119,7 @@ describeStores('fail-closed denies are audited', (env) => {
         const outcomes: Layer2Outcome[] = [];
         for (const q of reqs) outcomes.push(await store.decide(q, rules()));
         expect(outcomes.map((o) => o.outcome)).toEqual(['deny', 'deny', 'deny', 'deny', 'deny']);
-        expect(store.fallbackAudit()).toEqual({ pending: 3, dropped: 2 });
+        expect(store.fallbackAudit()).toEqual({ pending: 3, dropped: 2, unspooled: 0 });
         await admin.query(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`);
         await until('the queued rows', async () => store.fallbackAudit().pending === 0);
         const rows = await auditCounts(
@@ -119,7 +135,8 @@ describeStores('fail-closed denies are audited', (env) => {
     // Last: it stops the suite's server.
     it('database down: the denies are answered at once, their rows are written when it is back, exactly once', async () => {
       const url = await env.freshUrl();
-      const store = await env.open({ databaseUrl: url, budgetMs: 250 });
+      const home = env.tmp();
+      const store = await env.open({ databaseUrl: url, home, budgetMs: 250 });
       const before = request({ tool: 'up' });
       expect((await store.decide(before, rules())).outcome).toBe('allow');
       await env.server().stop('fast');
@@ -128,9 +145,15 @@ describeStores('fail-closed denies are audited', (env) => {
       const outcomes = await Promise.all(reqs.map((q) => store.decide(q, rules())));
       expect(Date.now() - t0).toBeLessThan(3000);
       for (const o of outcomes) expect(o).toMatchObject({ outcome: 'deny', rule: null });
-      expect(store.fallbackAudit().pending).toBe(12);
+      expect(store.fallbackAudit()).toEqual({ pending: 12, dropped: 0, unspooled: 0 });
+      // Each answered deny's row was on disk first (fallback-spool.test.ts kills a process here).
+      const spooled = spoolLines(home);
+      expect(spooled.sort()).toEqual(reqs.map((q) => q.decisionId).sort());
       await env.server().start();
       await until('the queued rows', async () => store.fallbackAudit().pending === 0);
+      // Written to the database, the spool file has no more reason to exist.
+      await until('the spool file to go', async () => spoolLines(home).length === 0);
+      expect(readdirSync(join(home, 'spool'))).toEqual([]);
       await expectOneRowEach(store, [
         [before.decisionId, { outcome: 'allow', rule: null, reasons: [] }],
         ...reqs.map((q, i): [string, Layer2Outcome] => [q.decisionId, outcomes[i] as Layer2Outcome]),
