@@ -38,11 +38,11 @@ import pg from 'pg';
 import { keysDir, loadOrCreateKey } from '../src/config/keys.js';
 import { mintSessionId } from '../src/identity/session.js';
 import { openStore, type Layer2Store } from '../src/state/index.js';
-import { describeCpu, perDecision, snapshot } from './layer2/cpu.js';
+import { describeCpu, perOp, snapshot, type CpuSnapshot } from './lib/proc-cpu.js';
 import { h2loadAll, quantile, readLatencies } from './layer2/h2load.js';
 import { runPgbench, writeScripts } from './layer2/pgbench.js';
 import { affinityOf, startBenchPostgres, type BenchPostgres } from './layer2/postgres.js';
-import { summarizeProfile } from './layer2/profile.js';
+import { summarizeProfile } from './lib/cpuprofile.js';
 import {
   buildWorkload,
   decideInputs,
@@ -54,6 +54,12 @@ import {
   type Expect,
   type Frame,
 } from './layer2/workload.js';
+
+/** CPU microseconds per decision of the server and of PostgreSQL between two snapshots. */
+function perDecision(a: CpuSnapshot, b: CpuSnapshot, ops: number): { serverUs: number; postgresUs: number } {
+  const m = perOp(a, b, ops);
+  return { serverUs: m.get('server') ?? 0, postgresUs: m.get('postgres') ?? 0 };
+}
 
 const env = (k: string, d: number) => Number(process.env[k] ?? d);
 const SERVER_CORE = process.env['BENCH_SERVER_CORE'] ?? '0';
@@ -253,7 +259,7 @@ async function maxRate(
   h2loadUs: number;
 }> {
   await server.counts(); // reset
-  const before = snapshot(server.pid, postmasterPid);
+  const before = snapshot({ server: server.pid, postgres: postmasterPid }, { trees: ['postgres'] });
   const res = await h2loadAll(
     frames.map((f) => f.file),
     {
@@ -262,7 +268,7 @@ async function maxRate(
       args: () => ['-n', String(perFrame), '-c', '1', '-m', String(STREAMS)],
     },
   );
-  const after = snapshot(server.pid, postmasterPid);
+  const after = snapshot({ server: server.pid, postgres: postmasterPid }, { trees: ['postgres'] });
   for (const r of res)
     if (r.succeeded !== r.requests) throw new Error(`${label}: ${r.requests - r.succeeded} requests failed`);
   const c = await server.counts();
@@ -282,7 +288,7 @@ async function maxRate(
   return {
     rps: total / (c.spanMs / 1000),
     h2rps: total / Math.max(...res.map((r) => r.seconds)),
-    cpu: `${describeCpu(before, after, [SERVER_CORE, LOAD_CORE], total)}, h2load ${Math.round(h2loadUs)} µs/request`,
+    cpu: `${describeCpu(before, after, total, { unit: 'decision', cores: [SERVER_CORE, LOAD_CORE] })}, h2load ${Math.round(h2loadUs)} µs/request`,
     budgetDenies,
     ...perDecision(before, after, total),
     h2loadUs,
@@ -533,7 +539,7 @@ try {
   const sessionOf = (u: { id: string }) => mintSessionId(sessionKey, u.id);
   const scripts = writeScripts(work, await decideInputs(wl.frames, sessionOf));
   const auditBefore = await countAudit(dbUrl);
-  const cpuBefore = snapshot(null, pgServer.postmasterPid);
+  const cpuBefore = snapshot({ postgres: pgServer.postmasterPid }, { trees: ['postgres'] });
   const bench = await runPgbench({
     core: PGBENCH_CORE,
     port: pgServer.port,
@@ -543,7 +549,7 @@ try {
     scripts,
   });
   await new Promise((r) => setTimeout(r, 300)); // backends exit and are reaped: their CPU counts
-  const cpuAfter = snapshot(null, pgServer.postmasterPid);
+  const cpuAfter = snapshot({ postgres: pgServer.postmasterPid }, { trees: ['postgres'] });
   const auditAfter = await countAudit(dbUrl);
   const newRows = auditAfter.total - auditBefore.total;
   const newLimitDenies = auditAfter.limitDenies - auditBefore.limitDenies;
@@ -554,7 +560,7 @@ try {
   console.log(
     `(c) pgbench -M prepared -c ${POOL} -j 1 -T ${PGBENCH_SECONDS}, ${scripts.files.length} scripts = the frames' mcpgw_decide inputs: ` +
       `${bench.tps.toFixed(0)} tps (avg latency ${bench.latencyMs} ms); ${newRows} new audit rows = its transactions, no velocity denies; ` +
-      describeCpu(cpuBefore, cpuAfter, [PGBENCH_CORE, PG_CORE], bench.transactions),
+      describeCpu(cpuBefore, cpuAfter, bench.transactions, { unit: 'decision', cores: [PGBENCH_CORE, PG_CORE] }),
   );
 
   // ---- (d) full path on PGlite (on disk under MCPGW_HOME/db).

@@ -21,7 +21,7 @@ import { loadOrCreateKey } from '../../src/config/keys.js';
 import { mintSessionId } from '../../src/identity/session.js';
 import { PostgresDatabase } from '../../src/state/db.js';
 import { loadMigrations, migrate } from '../../src/state/migrate.js';
-import { perDecision, snapshot } from './cpu.js';
+import { perOp, snapshot } from '../lib/proc-cpu.js';
 import { runPgbench, writeScripts } from './pgbench.js';
 import { startBenchPostgres } from './postgres.js';
 import { buildWorkload, decideInputs } from './workload.js';
@@ -99,7 +99,7 @@ try {
     for (let round = 0; round < ROUNDS; round++) {
       for (const v of round % 2 === 0 ? variants : [...variants].reverse()) {
         if (STATEMENTS) await admin.query('SELECT pg_stat_statements_reset()');
-        const before = snapshot(null, server.postmasterPid);
+        const before = snapshot({ postgres: server.postmasterPid }, { trees: ['postgres'] });
         const b = await runPgbench({
           core: PGBENCH_CORE,
           port: server.port,
@@ -110,8 +110,8 @@ try {
           mode: MODE,
         });
         await new Promise((r) => setTimeout(r, 300));
-        const after = snapshot(null, server.postmasterPid);
-        const us = perDecision(before, after, b.transactions).postgresUs;
+        const after = snapshot({ postgres: server.postmasterPid }, { trees: ['postgres'] });
+        const us = perOp(before, after, b.transactions).get('postgres') ?? 0;
         res[v.name]?.tps.push(b.tps);
         res[v.name]?.us.push(us);
         console.log(
