@@ -134,7 +134,10 @@ export async function upNative(opts: {
   await mkdir(paths.run, { recursive: true, mode: 0o700 });
   rmSync(paths.ready, { force: true });
   const log = openSync(paths.log, 'a', 0o600);
-  const child = spawn(process.execPath, [binPath, 'serve', '--role', 'all'], {
+  // No load balancer watches this process's health: the front in the same process closes first
+  // on SIGTERM, so a NOT_SERVING grace period would only make `mcpgw down` wait (in-flight checks
+  // still finish).
+  const child = spawn(process.execPath, [binPath, 'serve', '--role', 'all', '--drain-seconds', '0'], {
     detached: true,
     stdio: ['ignore', log, log],
     env: { ...process.env, MCPGW_HOME: opts.home },
