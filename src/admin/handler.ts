@@ -34,10 +34,11 @@ export interface PolicyHolderLike {
   readonly active: ActivePolicy;
   apply(text: string, file: string): Promise<ApplyResult>;
   /**
-   * Set when this process may not apply a policy at all (a gateway running apart from authz):
-   * the reason, checked before anything is stored.
+   * Serializes "store a revision, then swap" with the swaps this process makes when it hears of a
+   * revision through the database (PolicyHolder.exclusive); without it, applies here are
+   * serialized among themselves only.
    */
-  readonly refusesApply?: string;
+  exclusive?<T>(fn: () => Promise<T>): Promise<T>;
 }
 
 /** One backend as the aggregator reports it (`Aggregator.stats().backends`). */

@@ -75,9 +75,11 @@ function invalid(file: string, errors: PolicyDiagnostic[]): AdminError {
 }
 
 export function policyHandlers(env: HandlerEnv): Pick<Record<RouteName, Handler>, PolicyRoute> {
-  // One apply at a time in this process, so "store, then swap" cannot interleave with another.
+  // One apply at a time in this process, so "store, then swap" cannot interleave with another,
+  // nor with the adoption of a revision announced by NOTIFY (including this apply's own).
   let queue: Promise<unknown> = Promise.resolve();
   const serialized = <T>(fn: () => Promise<T>): Promise<T> => {
+    if (env.policy.exclusive) return env.policy.exclusive(fn);
     const run = queue.then(fn, fn);
     queue = run.catch(() => undefined);
     return run;
@@ -122,9 +124,6 @@ export function policyHandlers(env: HandlerEnv): Pick<Record<RouteName, Handler>
         return ok(body);
       }
 
-      const refusal = env.policy.refusesApply;
-      if (refusal !== undefined) throw new AdminError('conflict', refusal);
-
       return serialized(async () => {
         const before = env.policy.active;
         const diff = diffAgainst(before);
@@ -142,6 +141,7 @@ export function policyHandlers(env: HandlerEnv): Pick<Record<RouteName, Handler>
             },
           ]);
         }
+        // Storing the row NOTIFYs `mcpgw_policy` (a trigger): every replica adopts it from there.
         const storedAs = await recordPolicyRevision(env.store, {
           source: req.content,
           file: req.filename,

@@ -33,6 +33,8 @@ export interface ActivePolicy {
   /** The validated file as written (the gateway reads `services:` from it). */
   readonly policy: PolicyFile;
   readonly source: string;
+  /** The file's text, as stored in `policy_revisions.source` (what other replicas compile). */
+  readonly text: string;
 }
 
 export type ApplyResult =
@@ -56,10 +58,13 @@ export interface PolicyHolderOptions {
   overlay?: CatalogOverlay;
 }
 
+export type AdoptResult = ApplyResult | { ok: true; unchanged: true; revision: string };
+
 export class PolicyHolder {
   #active: ActivePolicy;
   readonly #onSwap: (active: ActivePolicy) => void;
   readonly #overlay: CatalogOverlay;
+  #queue: Promise<unknown> = Promise.resolve();
 
   private constructor(active: ActivePolicy, opts: PolicyHolderOptions) {
     this.#active = active;
@@ -91,6 +96,28 @@ export class PolicyHolder {
     return { ok: true, revision: built.active.engine.revision, warnings: built.warnings };
   }
 
+  /**
+   * Runs `fn` after every earlier `exclusive` call of this holder has finished. The admin API's
+   * "store, then swap" runs here, so the NOTIFY of its own revision, adopted through here too,
+   * finds that revision already active instead of racing it into a second swap.
+   */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(fn, fn);
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * Applies a stored revision unless the policy in force was compiled to the same `revision`
+   * (the process that applied it hears its own NOTIFY too). On any error the old policy stays.
+   */
+  adopt(text: string, file: string, revision: string): Promise<AdoptResult> {
+    return this.exclusive(async () => {
+      if (this.#active.compiled.data.revision === revision) return { ok: true, unchanged: true, revision };
+      return this.apply(text, file);
+    });
+  }
+
   /** Re-applies the runtime overlay (a service was enabled, disabled or suspended) to the same revision. */
   async refreshOverlay(): Promise<void> {
     const active = this.#active;
@@ -113,7 +140,7 @@ async function build(
     });
     return {
       ok: true,
-      active: { engine, compiled: result.compiled, policy: result.policy, source: file },
+      active: { engine, compiled: result.compiled, policy: result.policy, source: file, text },
       warnings: result.warnings,
     };
   } catch (err) {
@@ -331,7 +358,7 @@ export async function createAuthzRuntime(opts: AuthzRuntimeOptions): Promise<Aut
     async reloadPolicy() {
       const src = await loadPolicySource(opts.policyFile);
       if (!src.ok) return src;
-      return policy.apply(src.text, src.file);
+      return policy.exclusive(() => policy.apply(src.text, src.file));
     },
   };
 }

@@ -17,10 +17,10 @@ import {
   internalJwtCallerVerifier,
   overlayServiceStates,
   recordPolicyRevision,
-  type PolicyHolderLike,
 } from '../admin/index.js';
 import { ServiceStateStore } from '../admin/services.js';
 import type { UserLookup } from '../aggregator/index.js';
+import { followPolicyRevisions } from '../authz/policy-follower.js';
 import { PolicyHolder, PolicyLoadError, type ApplyResult } from '../authz/runtime.js';
 import { keysDir, loadOrCreateKey } from '../config/keys.js';
 import { gatewayPolicyFrom, keyRefresher, startGateway, type GatewayServer } from '../gateway/index.js';
@@ -55,11 +55,6 @@ export interface GatewayRoleOptions {
   services?: ServiceStateStore;
   /** Re-applies the service switches to every policy holder of this process. */
   refreshOverlay: () => Promise<void>;
-  /**
-   * false when this process does not also run authz: a policy applied here would change what the
-   * gateway lists but not what authz enforces, so the admin API refuses to apply one.
-   */
-  adminPolicyApply: boolean;
   /** Shutdown steps are appended here, in start order. */
   closers: Closers;
 }
@@ -100,7 +95,8 @@ export async function startGatewayRole(o: GatewayRoleOptions): Promise<GatewaySe
     const refreshKeys = keyRefresher(o.keys.keyRing);
     const admin = createAdminApi({
       store: o.store,
-      policy: o.adminPolicyApply ? o.policy : refusingApply(o.policy),
+      // A policy applied here reaches an authz in another process through the stored revision.
+      policy: o.policy,
       services: o.services,
       backends: () => gateway.aggregator.stats().backends,
       onGrantsChanged: (userId) => gateway.notifyGrantsChanged(userId),
@@ -117,20 +113,6 @@ export async function startGatewayRole(o: GatewayRoleOptions): Promise<GatewaySe
     gateway.setAdminHandler(adminHttpHandler(admin, internalJwtCallerVerifier(o.keys.keyRing, { refreshKeys })));
   }
   return gateway;
-}
-
-/** The holder as the admin API sees it when this process does not enforce the policy. */
-function refusingApply(holder: PolicyHolder): PolicyHolderLike {
-  const reason =
-    'this gateway runs apart from authz, which would not see the change: edit the policy file and send SIGHUP to every authz and gateway process';
-  return {
-    get active() {
-      return holder.active;
-    },
-    refusesApply: reason,
-    apply: (_text: string, file: string): Promise<ApplyResult> =>
-      Promise.resolve({ ok: false, errors: [{ file, line: 0, column: 0, path: '', message: reason }] }),
-  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -214,7 +196,7 @@ export async function serveGatewayRole(o: ServeGatewayOptions): Promise<RunningG
     }
     if (store) {
       await recordPolicyRevision(store, {
-        source: o.policyFile,
+        source: text.text,
         file: o.policyFile,
         compiled: policy.active.compiled,
         createdBy: null,
@@ -234,13 +216,16 @@ export async function serveGatewayRole(o: ServeGatewayOptions): Promise<RunningG
       ...(o.secrets ? { secrets: o.secrets } : {}),
       ...(services ? { services } : {}),
       refreshOverlay: () => policy.refreshOverlay(),
-      adminPolicyApply: false,
       closers,
     });
     if (services) {
       // authz (or another gateway) switched a service: list what it now allows.
       const stopWatch = await services.watch(() => void policy.refreshOverlay());
       closers.push(stopWatch);
+    }
+    if (store) {
+      // A policy applied through any replica's admin API: list and call what it now names.
+      closers.push(await followPolicyRevisions({ store, holder: policy, logger: log }));
     }
     const url = `http://${o.host}:${gateway.port}/mcp`;
     log.info({ url, revision: policy.active.engine.revision, state: store !== null }, 'gateway role ready');
@@ -250,7 +235,7 @@ export async function serveGatewayRole(o: ServeGatewayOptions): Promise<RunningG
       store,
       reloadPolicy: async () => {
         const next = await readPolicyText(o.policyFile);
-        return next.ok ? policy.apply(next.text, o.policyFile) : next;
+        return next.ok ? policy.exclusive(() => policy.apply(next.text, o.policyFile)) : next;
       },
       close: closeAll,
     };

@@ -7,6 +7,7 @@ import { writeFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { overlayServiceStates, recordPolicyRevision } from '../admin/index.js';
 import { ServiceStateStore } from '../admin/services.js';
+import { followPolicyRevisions } from '../authz/policy-follower.js';
 import { createAuthzRuntime } from '../authz/runtime.js';
 import { startAuthzServer, type AuthzServer } from '../authz/server.js';
 import { homePaths } from '../config/home.js';
@@ -102,7 +103,7 @@ export async function serveAll(o: ServeAllOptions): Promise<RunningGateway> {
       throw new Error('no-prefix mode needs a policy with exactly one service');
     }
     await recordPolicyRevision(store, {
-      source: o.policyFile,
+      source: active.text,
       file: o.policyFile,
       compiled: active.compiled,
       createdBy: null,
@@ -129,12 +130,13 @@ export async function serveAll(o: ServeAllOptions): Promise<RunningGateway> {
       ...(o.secrets ? { secrets: o.secrets } : {}),
       services,
       refreshOverlay: () => runtime.policy.refreshOverlay(),
-      adminPolicyApply: true,
       closers,
     });
     // Another replica (or the admin API here) switched a service: re-apply the overlay.
     const stopWatch = await services.watch(() => void runtime.policy.refreshOverlay());
     closers.push(stopWatch);
+    // Another replica applied a policy; this process's own apply is already in force (a no-op).
+    closers.push(await followPolicyRevisions({ store, holder: runtime.policy, logger: log }));
 
     const frontConfig = {
       listen: o.listen,

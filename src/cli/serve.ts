@@ -1,6 +1,7 @@
 /** `mcpgw serve`: run roles in this process until SIGTERM/SIGINT; SIGHUP reloads the policy file. */
 import { overlayServiceStates } from '../admin/index.js';
 import { ServiceStateStore } from '../admin/services.js';
+import { followPolicyRevisions } from '../authz/policy-follower.js';
 import { createAuthzRuntime, PolicyLoadError } from '../authz/runtime.js';
 import { startAuthzServer } from '../authz/server.js';
 import { accessSync, constants, existsSync, rmSync } from 'node:fs';
@@ -210,6 +211,8 @@ export async function serveCommand(o: ServeOptions): Promise<void> {
   }
   if (!o.policy) logger.warn('no --policy given: every tool call will be denied');
   const stopWatch = services ? await services.watch(() => void runtime.policy.refreshOverlay()) : null;
+  // A policy applied through the admin API of a gateway (or another replica) is enforced here too.
+  const stopFollow = store ? await followPolicyRevisions({ store, holder: runtime.policy, logger }) : null;
 
   const server = await startAuthzServer({
     address: `${o.host}:${o.port}`,
@@ -232,6 +235,7 @@ export async function serveCommand(o: ServeOptions): Promise<void> {
     void server
       .drain()
       .then(() => stopWatch?.())
+      .then(() => stopFollow?.())
       .then(() => runtime.close())
       .then(() => store?.close())
       .then(() => {

@@ -745,8 +745,8 @@ export class Layer2Store {
   }
 
   /**
-   * Calls `cb(id)` when another replica adds a revision, and `cb(null)` after the listener was
-   * reconnected (notifications may have been missed: re-read the latest).
+   * Calls `cb(id)` when any replica (this one too) adds a revision, and `cb(null)` after the
+   * listener was reconnected (notifications may have been missed: re-read the latest).
    */
   async onPolicyRevision(cb: (id: string | null) => void): Promise<() => Promise<void>> {
     const stopGap = this.db.onListenerGap((connected) => {

@@ -4,8 +4,10 @@
  * MCPGW_HOME's key files and the state store, with a front between the agent and them (the built-in
  * front in this process, and the real Envoy when installed). The official SDK client calls a tool
  * of server-everything through the front; the gateway port refuses whatever authz did not vouch
- * for; the admin API served by the gateway reaches the shared database, and a service it suspends
- * is refused by the authz process.
+ * for; the admin API served by the gateway reaches the shared database; a policy applied there is
+ * enforced by the authz process (through the stored revision and its NOTIFY, also after the
+ * listener reconnects, and not when the revision does not compile); a service it suspends is
+ * refused by the authz process.
  *
  * A second suite runs both roles without a state store (--no-state): the same identities file on
  * both sides, and the internal-JWT keys from authz's key file.
@@ -40,6 +42,12 @@ policies:
   - {name: no environment dumps, when: {labels: ["data:environment"]}, action: deny, priority: 1}
   - {name: allow the rest, when: {}, action: allow, priority: 10}
 `;
+
+/** POLICY with echo labelled like get-env, so the deny rule catches it too. */
+const NO_ECHO = POLICY.replace(
+  '    get-env: {labels: ["data:environment"]}\n',
+  '    get-env: {labels: ["data:environment"]}\n    echo: {labels: ["data:environment"]}\n',
+);
 
 interface Role {
   proc: ChildProcessWithoutNullStreams;
@@ -236,32 +244,106 @@ describeWith(['initdb', 'pg_ctl'], 'serve --role authz + serve --role gateway on
     });
   });
 
-  it('serves the admin API on the shared database, but will not apply a policy authz would not see', async () => {
+  /** A fresh connection to the shared database, closed after `fn`. */
+  const withDb = async <T>(fn: (db: pgDriver.Client) => Promise<T>): Promise<T> => {
+    const db = new pgDriver.Client({ connectionString: databaseUrl });
+    await db.connect();
+    try {
+      return await fn(db);
+    } finally {
+      await db.end();
+    }
+  };
+
+  /** Calls `everything__echo` through the front until `done` holds. */
+  const echoUntil = async (done: (r: Awaited<ReturnType<Client['callTool']>>) => boolean) => {
+    const client = await agent(ctx().frontUrl, agentKey);
+    try {
+      return await waitFor(
+        () => client.callTool({ name: 'everything__echo', arguments: { message: 'hi' } }),
+        done,
+        10_000,
+      );
+    } finally {
+      await client.close();
+    }
+  };
+
+  it('a policy applied through the gateway’s admin API is enforced by the authz process', async () => {
     const base = ctx().frontUrl.replace(/\/mcp$/, '/admin/v1');
     const auth = { authorization: `Bearer ${adminKey}` };
     const who = await fetch(`${base}/whoami`, { headers: auth });
     expect(who.status).toBe(200);
     expect(await who.json()).toMatchObject({ id: 'owner', role: 'admin' });
-    const revisions = async (): Promise<number> => {
-      const db = new pgDriver.Client({ connectionString: databaseUrl });
-      await db.connect();
-      try {
-        const r = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM policy_revisions');
-        return r.rows[0]?.n ?? -1;
-      } finally {
-        await db.end();
-      }
-    };
-    const before = await revisions();
+    // Allowed before: the change below is what denies it.
+    const before = await echoUntil(() => true);
+    expect(before.isError).not.toBe(true);
+
     const apply = await fetch(`${base}/policy`, {
       method: 'POST',
       headers: { ...auth, 'content-type': 'application/json' },
-      body: JSON.stringify({ filename: 'next.yaml', content: POLICY }),
+      body: JSON.stringify({ filename: 'no-echo.yaml', content: NO_ECHO }),
     });
-    expect(apply.status).toBe(409);
-    expect(JSON.stringify(await apply.json())).toContain('runs apart from authz');
-    // Refused before anything is stored.
-    expect(await revisions()).toBe(before);
+    expect(apply.status).toBe(200);
+    const applied = (await apply.json()) as { applied: boolean; storedAs: string };
+    expect(applied.applied).toBe(true);
+    // authz learns of it only through the stored revision and its NOTIFY.
+    const denied = await echoUntil((r) => r.isError === true);
+    expect(denied._meta?.[DECISION_META_KEY]).toMatchObject({ decision: 'deny', rule: 'no environment dumps' });
+    const stored = await withDb((db) =>
+      db.query<{ source: string }>('SELECT source FROM policy_revisions WHERE id = $1', [applied.storedAs]),
+    );
+    expect(stored.rows[0]?.source).toBe(NO_ECHO);
+  });
+
+  it('a revision that does not compile leaves authz on its policy and is logged with its id', async () => {
+    const id = 'broken-revision-1';
+    await withDb((db) =>
+      db.query('INSERT INTO policy_revisions (id, source, compiled) VALUES ($1, $2, $3::jsonb)', [
+        id,
+        'version: "1.0"\npolicies: [{name: x, action: explode}]\n',
+        JSON.stringify({ revision: 'sha256:broken', file: 'broken.yaml' }),
+      ]),
+    );
+    await waitFor(
+      async () => authz?.logs() ?? '',
+      (l) => l.includes(id),
+      10_000,
+    );
+    expect(authz?.logs()).toMatch(/failed to load; the running policy stays in force/);
+    // Still the applied policy: echo denied by its rule, another tool allowed (not an empty policy).
+    const client = await agent(ctx().frontUrl, agentKey);
+    try {
+      const echo = await client.callTool({ name: 'everything__echo', arguments: { message: 'hi' } });
+      expect(echo._meta?.[DECISION_META_KEY]).toMatchObject({ decision: 'deny', rule: 'no environment dumps' });
+      const sum = await client.callTool({ name: 'everything__get-sum', arguments: { a: 1, b: 2 } });
+      expect(sum.isError).not.toBe(true);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('after its listener reconnects, authz adopts a revision stored while it was not listening', async () => {
+    await withDb(async (db) => {
+      // A row stored without its NOTIFY (triggers off for this session): only the re-read after
+      // the reconnect can find it. It is the first file's revision again, stored at startup.
+      await db.query("SET session_replication_role = 'replica'");
+      const r = await db.query(
+        `INSERT INTO policy_revisions (id, source, compiled, created_by)
+           SELECT id || '.caught-up', source, compiled, 'test' FROM policy_revisions
+            WHERE source = $1 ORDER BY seq LIMIT 1`,
+        [POLICY],
+      );
+      expect(r.rowCount).toBe(1);
+      const killed = await db.query<{ ok: boolean }>(
+        `SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity
+          WHERE query LIKE 'LISTEN %' AND pid <> pg_backend_pid() AND datname = current_database()`,
+      );
+      // authz's listener and the gateway's.
+      expect(killed.rows.filter((x) => x.ok).length).toBeGreaterThanOrEqual(2);
+    });
+    const allowed = await echoUntil((r) => r.isError !== true);
+    expect(allowed.isError).not.toBe(true);
   });
 
   it('a service suspended through the gateway’s admin API is refused by the authz process', async () => {
