@@ -9,7 +9,8 @@ import { readFileSync } from 'node:fs';
 import { mcpgwHome } from '../config/keys.js';
 import { ADMIN_KEY_HELP, CliError, EXIT, EXIT_CODES_HELP } from './exit.js';
 import type { ServeOptions } from './serve.js';
-import { PRESETS, PRESETS_HELP, type AuthMode, type Preset, type Users } from './init-answers.js';
+import { PRESETS, PRESETS_HELP } from './init-answers.js';
+import type { InitCommandOptions } from './init-interactive.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 export const VERSION = pkg.version;
@@ -180,22 +181,10 @@ Examples:
   mcpgw init --preset openclaw --yes --json
   mcpgw init --yes --auth api-key --no-vault --no-tui --users single`,
     )
-    .action(
-      async (o: {
-        preset?: Preset;
-        yes?: boolean;
-        force?: boolean;
-        port: number;
-        json?: boolean;
-        auth?: AuthMode;
-        vault?: boolean;
-        tui?: boolean;
-        users?: Users;
-      }) => {
-        const { initCommand } = await import('./init-interactive.js');
-        await initCommand(o);
-      },
-    );
+    .action(async (o: InitCommandOptions) => {
+      const { initCommand } = await import('./init-interactive.js');
+      await initCommand(o);
+    });
 
   examples(
     program

@@ -2,7 +2,7 @@
 import { overlayServiceStates } from '../admin/index.js';
 import { ServiceStateStore } from '../admin/services.js';
 import { followPolicyRevisions } from '../authz/policy-follower.js';
-import { createAuthzRuntime, PolicyLoadError } from '../authz/runtime.js';
+import { createAuthzRuntime, PolicyLoadError, type ApplyResult } from '../authz/runtime.js';
 import { startAuthzServer } from '../authz/server.js';
 import { accessSync, constants, existsSync, rmSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
@@ -12,7 +12,7 @@ import { mcpgwHome } from '../config/keys.js';
 import { serveGatewayRole, singleService, type RunningGatewayRole } from './gateway-role.js';
 import { serveAll, type RunningGateway } from './serve-all.js';
 import { IdentityFileError, loadIdentityFile, MemoryIdentityStore } from '../identity/store.js';
-import { createLogger } from '../log.js';
+import { createLogger, type Logger } from '../log.js';
 import { openStore, type Layer2Store } from '../state/index.js';
 
 export interface ServeOptions {
@@ -80,6 +80,15 @@ async function serveAllCommand(o: ServeOptions): Promise<void> {
   process.stdout.write(
     `${JSON.stringify({ ready: true, role: 'all', url: running.url, ports: running.ports, front: running.frontKind })}\n`,
   );
+  onSignals(running, logger, () => rmSync(paths.ready, { force: true }));
+}
+
+/** SIGHUP re-reads the policy file (a broken one keeps the running policy); SIGTERM/SIGINT close. */
+function onSignals(
+  running: { reloadPolicy(): Promise<ApplyResult>; close(): Promise<void> },
+  logger: Logger,
+  afterClose: () => void = () => undefined,
+): void {
   process.on('SIGHUP', () => {
     void running.reloadPolicy().then((r) => {
       if (r.ok) logger.info({ revision: r.revision }, 'policy reloaded');
@@ -89,7 +98,7 @@ async function serveAllCommand(o: ServeOptions): Promise<void> {
   const stop = (signal: string) => {
     logger.info({ signal }, 'shutting down');
     void running.close().then(() => {
-      rmSync(paths.ready, { force: true });
+      afterClose();
       logger.info('stopped');
       logger.flush();
       process.exit(0);
@@ -146,22 +155,7 @@ async function serveGatewayCommand(o: ServeOptions): Promise<void> {
     process.exit(1);
   }
   process.stdout.write(`${JSON.stringify({ ready: true, role: 'gateway', url: running.url, port: running.port })}\n`);
-  process.on('SIGHUP', () => {
-    void running.reloadPolicy().then((r) => {
-      if (r.ok) logger.info({ revision: r.revision }, 'policy reloaded');
-      else logger.error({ errors: r.errors }, 'policy reload rejected; the previous policy stays in force');
-    });
-  });
-  const stop = (signal: string) => {
-    logger.info({ signal }, 'shutting down');
-    void running.close().then(() => {
-      logger.info('stopped');
-      logger.flush();
-      process.exit(0);
-    });
-  };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
+  onSignals(running, logger);
 }
 
 export async function serveCommand(o: ServeOptions): Promise<void> {
