@@ -32,7 +32,25 @@ import { loadPolicyFile, readPolicyText } from '../policy/load.js';
 import { openStore, type Layer2Store } from '../state/index.js';
 import { LiveRedactor, openSecretStore, type SecretsConfig } from '../vault/index.js';
 
-type Closers = (() => Promise<void>)[];
+export type Closers = (() => Promise<void>)[];
+
+/**
+ * Shutdown steps, pushed in start order; `closeAll` runs them last-first, and a failed step is
+ * logged rather than stopping the steps after it.
+ */
+export function shutdownSteps(log: Logger): { closers: Closers; closeAll: () => Promise<void> } {
+  const closers: Closers = [];
+  const closeAll = async (): Promise<void> => {
+    for (const c of [...closers].reverse()) {
+      try {
+        await c();
+      } catch (err) {
+        log.warn({ err: err instanceof Error ? err.message : String(err) }, 'shutdown step failed');
+      }
+    }
+  };
+  return { closers, closeAll };
+}
 
 /** A key ring the gateway can re-read when a token names a key it does not know yet. */
 type ReloadableRing = KeyRing & { reload(): Promise<void> };
@@ -144,16 +162,7 @@ export interface RunningGatewayRole {
 
 export async function serveGatewayRole(o: ServeGatewayOptions): Promise<RunningGatewayRole> {
   const log = o.logger;
-  const closers: Closers = [];
-  const closeAll = async () => {
-    for (const c of closers.reverse()) {
-      try {
-        await c();
-      } catch (err) {
-        log.warn({ err: err instanceof Error ? err.message : String(err) }, 'shutdown step failed');
-      }
-    }
-  };
+  const { closers, closeAll } = shutdownSteps(log);
   try {
     const dir = keysDir(o.home);
     // The files authz reads (createAuthzRuntime); created here only if this process comes up first.

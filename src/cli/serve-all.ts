@@ -16,7 +16,7 @@ import { superviseEnvoy } from '../front/envoy-supervisor.js';
 import type { Logger } from '../log.js';
 import { openStore, type Layer2Store } from '../state/index.js';
 import type { SecretsConfig } from '../vault/index.js';
-import { singleService, startGatewayRole } from './gateway-role.js';
+import { shutdownSteps, singleService, startGatewayRole } from './gateway-role.js';
 
 export interface ServeAllOptions {
   home: string;
@@ -48,16 +48,7 @@ export async function serveAll(o: ServeAllOptions): Promise<RunningGateway> {
   const log = o.logger;
   const paths = homePaths(o.home);
   await mkdir(paths.run, { recursive: true, mode: 0o700 });
-  const closers: (() => Promise<void>)[] = [];
-  const closeAll = async () => {
-    for (const c of closers.reverse()) {
-      try {
-        await c();
-      } catch (err) {
-        log.warn({ err: err instanceof Error ? err.message : String(err) }, 'shutdown step failed');
-      }
-    }
-  };
+  const { closers, closeAll } = shutdownSteps(log);
   // Envoy takes about a second to start: with fixed ports it needs nothing from the steps below,
   // so it starts alongside them (it answers 503 until authz and the gateway listen, and the ready
   // file is written only after everything is up).
