@@ -32,7 +32,8 @@
  * Env: BENCH_FRONTS (envoy,builtin), BENCH_CONNS (8), BENCH_MAX_SECONDS (8), BENCH_WARMUP_SECONDS
  * (3), BENCH_FIXED_SECONDS (8 per round and path), BENCH_ROUNDS (2), BENCH_BACKEND_JSON=1 (JSON
  * answers instead of SSE), BENCH_CPU_PROF=<dir> (a V8 CPU profile of the gateway process, taken by
- * bench/lib/cpu-profile.mjs since Node 20 refuses --cpu-prof in NODE_OPTIONS),
+ * bench/lib/cpu-profile.mjs since Node 20 refuses --cpu-prof in NODE_OPTIONS; summarized for the
+ * max-rate phase, or the last fixed-rate one with BENCH_CPU_PROF_PHASE=fixed),
  * BENCH_MAX_ERROR_SHARE (0.005: non-2xx answers a phase may get, reported),
  * BENCH_KEEP=1 (keep the temp dir: server log, h2load logs), BENCH_SERVER_CORE / BENCH_LOAD_CORE /
  * BENCH_BACKEND_CORE.
@@ -73,6 +74,7 @@ const ROUNDS = env('BENCH_ROUNDS', 2);
 const BACKEND_JSON = process.env['BENCH_BACKEND_JSON'] === '1';
 const CPU_PROF = process.env['BENCH_CPU_PROF'] ? resolve(process.env['BENCH_CPU_PROF']) : null;
 const KEEP = process.env['BENCH_KEEP'] === '1';
+const PROF_PHASE = process.env['BENCH_CPU_PROF_PHASE'] ?? 'max';
 const MAX_ERROR_SHARE = env('BENCH_MAX_ERROR_SHARE', 0.005);
 const TARGET = { addedP50: 1, p99: 5, rps: 1500 };
 const SERVICE = 'fixture';
@@ -378,7 +380,9 @@ async function benchFront(front: string, backend: Backend, apiKey: string): Prom
       for (const path of ['direct', 'gateway'] as const) {
         const f = join(out, `${front}-${path}-fixed-${r}.log`);
         logs[path].push(f);
+        const from = monotonicUs();
         const fr = await fixedRate(run, `${path} at ${FIXED_RPS} req/s, round ${r + 1}`, path, f);
+        if (path === 'gateway' && PROF_PHASE === 'fixed') profWindow = [from, monotonicUs()];
         const short = fr.achieved < FIXED_RPS * 0.95;
         if (short) shortfall[path] = Math.min(shortfall[path] ?? Infinity, fr.achieved);
         console.log(
@@ -398,7 +402,7 @@ async function benchFront(front: string, backend: Backend, apiKey: string): Prom
     const gw = await maxRate(run, 'gateway at max rate', 'gateway', MAX_SECONDS);
     console.log(`gateway at max rate (${CONNS} connections): ${gw.rps.toFixed(0)} calls/s; ${gw.proof}`);
     console.log(`  cpu: ${gw.cpu}`);
-    profWindow = gw.window;
+    if (PROF_PHASE === 'max') profWindow = gw.window;
     const direct = await maxRate(run, 'direct at max rate', 'direct', MAX_SECONDS);
     console.log(`direct  at max rate (${CONNS} connections): ${direct.rps.toFixed(0)} calls/s; ${direct.proof}`);
     console.log(`  cpu: ${direct.cpu}`);
@@ -417,7 +421,7 @@ async function benchFront(front: string, backend: Backend, apiKey: string): Prom
     await mcpgw(front, ['down', '--json']).catch((err: unknown) => console.error(String(err)));
     const mine = profDir ? readdirSync(profDir).find((f) => f.includes(`.${up.pid}.`)) : undefined;
     if (profDir && mine && profWindow) {
-      console.log('gateway at max rate:');
+      console.log(`gateway at ${PROF_PHASE === 'max' ? 'max rate' : `${FIXED_RPS} req/s (last round)`}:`);
       for (const l of componentShares(join(profDir, mine), ...profWindow)) console.log(`  ${l}`);
     }
   }
