@@ -2,6 +2,9 @@
  * The ext_authz gRPC server: a thin shell that turns a CheckRequest into an HttpRequestView, calls
  * the Check handler, logs the decision and answers. Draining flips health to NOT_SERVING first so
  * Envoy stops sending, then waits for in-flight checks before closing.
+ *
+ * The same answering is offered to callers in this process (`AuthzServer.check`: the built-in
+ * front under `--role all`), without the wire; those calls count as in flight for the drain too.
  */
 import { Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import {
@@ -33,6 +36,14 @@ export interface AuthzServer {
   /** The bound port (0 for unix sockets). */
   readonly port: number;
   readonly health: HealthState;
+  /**
+   * What the gRPC service answers for `req`, for a caller in this process: the same view, handler,
+   * decision log line and CheckResponse. Like the service it does not fail while it serves (a
+   * failing handler is a deny); once the drain has shut the service, it rejects, as a call to the
+   * closed server fails. It reads nothing from the gRPC call but the request (no deadline, no
+   * peer), so a caller supplies nothing else.
+   */
+  check(req: CheckRequest): Promise<CheckResponse>;
   /** NOT_SERVING, wait `drainSeconds`, finish in-flight checks, close. */
   drain(): Promise<void>;
 }
@@ -47,42 +58,45 @@ export async function startAuthzServer(opts: AuthzServerOptions): Promise<AuthzS
     'grpc.enable_channelz': 0,
   });
   const log = opts.logger;
+  /** Answers (through `respond`, once), then logs the decision; never rejects. */
+  const answer = (req: CheckRequest, respond: (res: CheckResponse) => void): void => {
+    const started = process.hrtime.bigint();
+    const view = httpViewFromCheckRequest(req);
+    const decided: Promise<CheckResult> = view ? opts.check(view) : Promise.resolve(noHttpAttributes());
+    decided.then(
+      (result) => {
+        respond(toCheckResponse(result, result.facts.policyRevision));
+        const f = result.facts;
+        log.info(
+          {
+            decision_id: result.decisionId,
+            decision: result.kind,
+            code: f.code,
+            route: f.route,
+            http_method: f.httpMethod,
+            rpc_method: f.rpcMethod,
+            user: f.userId,
+            service: f.service,
+            name: f.name,
+            rule: f.rule,
+            approval_id: f.approvalId,
+            policy_revision: f.policyRevision,
+            reasons: f.reasons,
+            latency_us: Number((process.hrtime.bigint() - started) / 1000n),
+          },
+          'decision',
+        );
+      },
+      (err: unknown) => {
+        // check() never rejects by contract; if it does, answer a deny rather than an RPC error.
+        log.error({ err: err instanceof Error ? err.message : String(err) }, 'check failed');
+        respond(toCheckResponse(noHttpAttributes('internal'), null));
+      },
+    );
+  };
   server.addService(AuthorizationService, {
-    check: (call: ServerUnaryCall<CheckRequest, CheckResponse>, cb: sendUnaryData<CheckResponse>) => {
-      const started = process.hrtime.bigint();
-      const view = httpViewFromCheckRequest(call.request);
-      const decided: Promise<CheckResult> = view ? opts.check(view) : Promise.resolve(noHttpAttributes());
-      decided.then(
-        (result) => {
-          cb(null, toCheckResponse(result, result.facts.policyRevision));
-          const f = result.facts;
-          log.info(
-            {
-              decision_id: result.decisionId,
-              decision: result.kind,
-              code: f.code,
-              route: f.route,
-              http_method: f.httpMethod,
-              rpc_method: f.rpcMethod,
-              user: f.userId,
-              service: f.service,
-              name: f.name,
-              rule: f.rule,
-              approval_id: f.approvalId,
-              policy_revision: f.policyRevision,
-              reasons: f.reasons,
-              latency_us: Number((process.hrtime.bigint() - started) / 1000n),
-            },
-            'decision',
-          );
-        },
-        (err: unknown) => {
-          // check() never rejects by contract; if it does, answer a deny rather than an RPC error.
-          log.error({ err: err instanceof Error ? err.message : String(err) }, 'check failed');
-          cb(null, toCheckResponse(noHttpAttributes('internal'), null));
-        },
-      );
-    },
+    check: (call: ServerUnaryCall<CheckRequest, CheckResponse>, cb: sendUnaryData<CheckResponse>) =>
+      answer(call.request, (res) => cb(null, res)),
   });
   server.addService(HealthService, health.implementation());
 
@@ -91,22 +105,52 @@ export async function startAuthzServer(opts: AuthzServerOptions): Promise<AuthzS
   });
   log.info({ address: opts.address, port }, 'authz listening');
 
+  // In-process calls, counted so that the drain waits for them as tryShutdown waits for RPCs.
+  let shut = false;
+  let inFlight = 0;
+  let onIdle: (() => void) | null = null;
+  const check = (req: CheckRequest): Promise<CheckResponse> => {
+    if (shut) return Promise.reject(new Error('authz has shut down'));
+    inFlight++;
+    return new Promise((resolve) =>
+      answer(req, (res) => {
+        resolve(res);
+        if (--inFlight === 0) onIdle?.();
+      }),
+    );
+  };
+
   let draining: Promise<void> | null = null;
   return {
     port,
     health,
+    check,
     drain() {
       draining ??= (async () => {
         health.setServing(false);
         log.info({ drain_seconds: opts.drainSeconds ?? 0 }, 'draining');
         await new Promise((r) => setTimeout(r, (opts.drainSeconds ?? 0) * 1000));
         health.endWatches();
+        shut = true;
         await new Promise<void>((resolve) => {
-          // tryShutdown waits for in-flight calls; force after 10 s so a stuck call cannot block exit.
-          const force = setTimeout(() => server.forceShutdown(), 10_000);
-          server.tryShutdown(() => {
+          // Both wait for in-flight calls; force after 10 s so a stuck call cannot block exit.
+          let rpcs = false;
+          let forced = false;
+          const finish = (): void => {
+            if (!forced && (!rpcs || inFlight > 0)) return;
             clearTimeout(force);
+            onIdle = null;
             resolve();
+          };
+          const force = setTimeout(() => {
+            server.forceShutdown();
+            forced = true;
+            finish();
+          }, 10_000);
+          onIdle = finish;
+          server.tryShutdown(() => {
+            rpcs = true;
+            finish();
           });
         });
         log.info('authz stopped');

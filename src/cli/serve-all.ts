@@ -1,7 +1,8 @@
 /**
  * `mcpgw serve --role all`: the whole product in one process (native mode and containers): the
  * state store, authz (gRPC, loopback), the gateway (/mcp aggregator + admin API, loopback) and the
- * front on the public port — the real Envoy when it is installed, else the built-in front.
+ * front on the public port — the real Envoy when it is installed, else the built-in front, which
+ * calls authz's Check handler in process rather than over gRPC.
  */
 import { writeFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
@@ -139,11 +140,13 @@ export async function serveAll(o: ServeAllOptions): Promise<RunningGateway> {
       front = await earlyEnvoy;
       // From here it closes first, like a front started last: no new requests during the drain.
       closers.splice(closers.indexOf(closeEarlyEnvoy), 1);
+    } else if (o.front.kind === 'envoy') {
+      front = await superviseEnvoy({ envoyBin: o.front.envoyBin, runDir: paths.run, config: frontConfig, logger: log });
     } else {
-      front =
-        o.front.kind === 'envoy'
-          ? await superviseEnvoy({ envoyBin: o.front.envoyBin, runDir: paths.run, config: frontConfig, logger: log })
-          : await startBuiltinFront(frontConfig);
+      // authz runs in this process: the front's Checks are function calls (no grpc-js client and
+      // server, no protobuf per request); the gRPC service stays up for health checks and any
+      // other caller.
+      front = await startBuiltinFront(frontConfig, { check: (req) => authz.check(req) });
     }
     closers.push(() => front.close());
 

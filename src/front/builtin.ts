@@ -11,6 +11,8 @@
  * - ext_authz over gRPC with the same CheckRequest Envoy builds (src/front/builtin/check-request.ts),
  *   the same body buffering (`x-envoy-auth-partial-body`), the same reading of the CheckResponse
  *   (src/front/builtin/authz-response.ts), and the same local replies (src/front/builtin/responses.ts).
+ *   When authz runs in this process (`--role all`), the Check can be a function call instead
+ *   (src/front/builtin/in-process-check.ts), with the same request, timeout and outcomes.
  * - Allowed requests are proxied to the gateway on keep-alive connections; responses stream
  *   (SSE included) and a client that goes away aborts the upstream request.
  *
@@ -32,8 +34,12 @@ import {
 } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
-import { credentials, Metadata, type ClientUnaryCall, type ServiceError } from '@grpc/grpc-js';
-import { AuthorizationClient, type CheckResponse } from '../gen/envoy/service/auth/v3/external_auth.js';
+import { credentials, Metadata } from '@grpc/grpc-js';
+import {
+  AuthorizationClient,
+  type CheckRequest,
+  type CheckResponse,
+} from '../gen/envoy/service/auth/v3/external_auth.js';
 import { envoyBootstrap, type Endpoint, type EnvoyConfigOptions } from './envoy-config.js';
 import {
   applyRequestMutation,
@@ -44,6 +50,12 @@ import {
 import { buildCheckRequest } from './builtin/check-request.js';
 import { compileFrontConfig, type FrontConfig, type RouteSpec } from './builtin/config.js';
 import { addEdgeHeaders, appendValue, headerRemove, readClientHeaders, type HeaderList } from './builtin/headers.js';
+import {
+  callInProcess,
+  type CheckCallback,
+  type InProcessCheck,
+  type PendingCheck,
+} from './builtin/in-process-check.js';
 import { normalizeRequestPath } from './builtin/path.js';
 import {
   buildLocalReply,
@@ -57,21 +69,38 @@ import {
 /** The options of `renderEnvoyConfig`, minus Envoy's admin listener. */
 export type BuiltinFrontOptions = Omit<EnvoyConfigOptions, 'adminPort'>;
 
+export type { InProcessCheck } from './builtin/in-process-check.js';
+
+/** What the bootstrap cannot say: how to reach an authz that runs in this process. */
+export interface BuiltinFrontLocal {
+  /**
+   * Called for every Check instead of the gRPC service at the bootstrap's ext_authz address (which
+   * then goes unused). Absent: gRPC, as Envoy does.
+   */
+  check?: InProcessCheck;
+}
+
 export interface BuiltinFront {
   /** The bound port (the kernel's choice when `listen.port` is 0). */
   readonly port: number;
-  /** Stops accepting, drops open connections, closes the gRPC channel. */
+  /** Stops accepting, drops open connections, closes the gRPC channel (if any). */
   close(): Promise<void>;
 }
 
-export async function startBuiltinFront(opts: BuiltinFrontOptions = {}): Promise<BuiltinFront> {
+export async function startBuiltinFront(
+  opts: BuiltinFrontOptions = {},
+  local: BuiltinFrontLocal = {},
+): Promise<BuiltinFront> {
   const { adminPort: _ignored, ...rest } = opts as EnvoyConfigOptions;
-  return startBuiltinFrontFromConfig(compileFrontConfig(envoyBootstrap(rest)));
+  return startBuiltinFrontFromConfig(compileFrontConfig(envoyBootstrap(rest)), local);
 }
 
 /** Starts the front from settings already read from a bootstrap (tests shorten timeouts this way). */
-export async function startBuiltinFrontFromConfig(cfg: FrontConfig): Promise<BuiltinFront> {
-  const front = new Front(cfg);
+export async function startBuiltinFrontFromConfig(
+  cfg: FrontConfig,
+  local: BuiltinFrontLocal = {},
+): Promise<BuiltinFront> {
+  const front = new Front(cfg, local.check ?? null);
   const port = await front.listen();
   return { port, close: () => front.close() };
 }
@@ -182,28 +211,50 @@ function parseTarget(url: string, method: string): Target {
 class Front {
   readonly cfg: FrontConfig;
   readonly server: Server;
-  readonly client: AuthorizationClient;
+  /** Sends a Check to authz: a call in this process when it runs here, else gRPC as Envoy does. */
+  readonly check: (req: CheckRequest, done: CheckCallback) => PendingCheck;
+  private readonly closeAuthz: () => void;
   readonly agent: Agent;
   readonly localInfo = localInfoAddress();
-  readonly metadata = new Metadata();
   readonly upstream: { host?: string; port?: number; socketPath?: string };
   private readonly idPool = Buffer.alloc(8 * 512);
   private idOffset = this.idPool.length;
 
-  constructor(cfg: FrontConfig) {
+  constructor(cfg: FrontConfig, localCheck: InProcessCheck | null) {
     this.cfg = cfg;
-    this.client = new AuthorizationClient(grpcTarget(cfg.authz.endpoint), credentials.createInsecure(), {
-      'grpc.max_send_message_length': cfg.authz.maxRequestBytes + 1024 * 1024,
-      'grpc.max_receive_message_length': 4 * 1024 * 1024,
-      'grpc.keepalive_time_ms': 60_000,
-      'grpc.keepalive_permit_without_calls': 1,
-      // Envoy's ext_authz does not retry, and a loopback authz must not go through an HTTP proxy.
-      'grpc.enable_retries': 0,
-      'grpc.enable_http_proxy': 0,
-      // channelz bookkeeping (per-call counters, traces) ran on every Check; nothing reads it.
-      'grpc.enable_channelz': 0,
+    const timeoutMs = cfg.authz.timeoutMs;
+    if (localCheck) {
+      this.check = (req, done) => callInProcess(localCheck, req, timeoutMs, done);
+      this.closeAuthz = () => undefined;
+    } else {
+      const client = new AuthorizationClient(grpcTarget(cfg.authz.endpoint), credentials.createInsecure(), {
+        'grpc.max_send_message_length': cfg.authz.maxRequestBytes + 1024 * 1024,
+        'grpc.max_receive_message_length': 4 * 1024 * 1024,
+        'grpc.keepalive_time_ms': 60_000,
+        'grpc.keepalive_permit_without_calls': 1,
+        // Envoy's ext_authz does not retry, and a loopback authz must not go through an HTTP proxy.
+        'grpc.enable_retries': 0,
+        'grpc.enable_http_proxy': 0,
+        // channelz bookkeeping (per-call counters, traces) ran on every Check; nothing reads it.
+        'grpc.enable_channelz': 0,
+      });
+      const metadata = new Metadata();
+      this.check = (req, done) => client.check(req, metadata, { deadline: Date.now() + timeoutMs }, done);
+      this.closeAuthz = () => client.close();
+    }
+    this.agent = new Agent({
+      keepAlive: true,
+      keepAliveMsecs: 60_000,
+      // The most recently used connection first, so a lull lets the others idle instead of
+      // spreading requests over every connection ever opened.
+      scheduling: 'lifo',
+      noDelay: true,
+      // Envoy's default circuit breaker for a cluster (1024 connections); requests past it wait.
+      // At most one request per client connection is in flight, so this is one socket per
+      // concurrent request, and each returns to the pool (up to maxFreeSockets) for the next.
+      maxSockets: 1024,
+      maxFreeSockets: 256,
     });
-    this.agent = new Agent({ keepAlive: true, keepAliveMsecs: 60_000, scheduling: 'lifo' });
     const gw = cfg.gateway.endpoint;
     this.upstream = 'path' in gw ? { socketPath: gw.path } : { host: gw.host, port: gw.port };
     this.server = createServer({
@@ -250,7 +301,7 @@ class Front {
       this.server.closeAllConnections();
     });
     this.agent.destroy();
-    this.client.close();
+    this.closeAuthz();
   }
 
   /** Envoy's stream id: a random unsigned 64-bit number, in decimal. */
@@ -304,7 +355,7 @@ class Exchange {
   private buffered = 0;
   private bodyCap = 0;
   private checkStarted = false;
-  private checkCall: ClientUnaryCall | null = null;
+  private checkCall: PendingCheck | null = null;
   private responseOps: ResponseHeaderOps | null = null;
   private upstream: ClientRequest | null = null;
   private headSent = false;
@@ -472,19 +523,23 @@ class Exchange {
       source: { address: plainAddress(socket.remoteAddress), port: socket.remotePort ?? 0 },
       destination: { address: plainAddress(socket.localAddress), port: socket.localPort ?? 0 },
     });
-    this.checkCall = this.front.client.check(
-      check,
-      this.front.metadata,
-      { deadline: Date.now() + this.cfg.authz.timeoutMs },
-      (err: ServiceError | null, res: CheckResponse) => this.onCheck(err, res),
-    );
+    this.checkCall = this.front.check(check, (err, res) => this.onCheck(err, res));
   }
 
-  private onCheck(err: ServiceError | null, response: CheckResponse): void {
+  /** One reading of a Check's outcome, whichever way it was called. */
+  private onCheck(err: Error | null, response: CheckResponse | undefined): void {
     this.checkCall = null;
     if (this.finished) return;
-    if (err) return this.localReply(this.cfg.authz.statusOnError, 'ext_authz_error', [], '');
-    const decision = readCheckResponse(response, this.cfg.authz.validateMutations);
+    let decision: ReturnType<typeof readCheckResponse> | null = null;
+    if (!err && response) {
+      try {
+        decision = readCheckResponse(response, this.cfg.authz.validateMutations);
+      } catch {
+        // A message missing parts a decoded one always has (only an in-process handler can send
+        // one): as unusable as an RPC that failed.
+      }
+    }
+    if (decision === null) return this.localReply(this.cfg.authz.statusOnError, 'ext_authz_error', [], '');
     if (decision.kind === 'invalid') return this.localReply(500, 'ext_authz_invalid_response', [], '');
     if (decision.kind === 'deny') {
       return this.localReply(decision.status, 'ext_authz_denied', decision.headers, decision.body);
