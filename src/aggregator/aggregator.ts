@@ -15,7 +15,6 @@
  */
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { ClientCapabilitiesSchema, McpError, type ClientCapabilities } from '@modelcontextprotocol/sdk/types.js';
 import type { JsonRpcNotification, JsonRpcRequest, JsonRpcResponse } from '../authz/jsonrpc.js';
 import type { Principal } from '../identity/store.js';
@@ -36,6 +35,7 @@ import {
 } from './backend.js';
 import { ChildProcessTransport } from './child-transport.js';
 import { childEnv, defaultHeadersFor, noSecrets, resolveCommand, type EnvFor, type HeadersFor } from './env.js';
+import { HttpClientTransport } from './http-client-transport.js';
 import {
   mergeCapabilities,
   mergeInstructions,
@@ -471,7 +471,7 @@ export class Aggregator {
     const headers = await this.#headersFor(service, config, ctx);
     const url = new URL(config.url);
     return config.transport === 'http'
-      ? new StreamableHTTPClientTransport(url, { requestInit: { headers } })
+      ? new HttpClientTransport(url, { headers })
       : new SSEClientTransport(url, { requestInit: { headers } });
   }
 
