@@ -143,10 +143,14 @@ export async function serveAll(o: ServeAllOptions): Promise<RunningGateway> {
     } else if (o.front.kind === 'envoy') {
       front = await superviseEnvoy({ envoyBin: o.front.envoyBin, runDir: paths.run, config: frontConfig, logger: log });
     } else {
-      // authz runs in this process: the front's Checks are function calls (no grpc-js client and
-      // server, no protobuf per request); the gRPC service stays up for health checks and any
-      // other caller.
-      front = await startBuiltinFront(frontConfig, { check: (req) => authz.check(req) });
+      // authz and the gateway run in this process: the front's Checks are function calls (no
+      // grpc-js client and server, no protobuf per request) and its requests to the gateway go
+      // over in-memory sockets; the gRPC service and the gateway's port stay up for health checks
+      // and any other caller.
+      front = await startBuiltinFront(frontConfig, {
+        check: (req) => authz.check(req),
+        connectGateway: () => gateway.connectInProcess(),
+      });
     }
     closers.push(() => front.close());
 

@@ -33,6 +33,7 @@ import {
   type ServerResponse,
 } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { networkInterfaces } from 'node:os';
 import { credentials, Metadata } from '@grpc/grpc-js';
 import {
@@ -78,6 +79,12 @@ export interface BuiltinFrontLocal {
    * then goes unused). Absent: gRPC, as Envoy does.
    */
   check?: InProcessCheck;
+  /**
+   * Opens a connection to a gateway that runs in this process (an in-memory socket its HTTP
+   * server accepts; see src/util/memory-socket.ts), instead of the bootstrap's gateway address.
+   * The requests on it are the same HTTP/1.1 bytes.
+   */
+  connectGateway?: () => Duplex;
 }
 
 export interface BuiltinFront {
@@ -100,7 +107,7 @@ export async function startBuiltinFrontFromConfig(
   cfg: FrontConfig,
   local: BuiltinFrontLocal = {},
 ): Promise<BuiltinFront> {
-  const front = new Front(cfg, local.check ?? null);
+  const front = new Front(cfg, local.check ?? null, local.connectGateway ?? null);
   const port = await front.listen();
   return { port, close: () => front.close() };
 }
@@ -220,7 +227,7 @@ class Front {
   private readonly idPool = Buffer.alloc(8 * 512);
   private idOffset = this.idPool.length;
 
-  constructor(cfg: FrontConfig, localCheck: InProcessCheck | null) {
+  constructor(cfg: FrontConfig, localCheck: InProcessCheck | null, connectGateway: (() => Duplex) | null) {
     this.cfg = cfg;
     const timeoutMs = cfg.authz.timeoutMs;
     if (localCheck) {
@@ -255,6 +262,8 @@ class Front {
       maxSockets: 1024,
       maxFreeSockets: 256,
     });
+    // The agent's keep-alive pooling, queueing and limits still apply; only the transport differs.
+    if (connectGateway) this.agent.createConnection = () => connectGateway() as Socket;
     const gw = cfg.gateway.endpoint;
     this.upstream = 'path' in gw ? { socketPath: gw.path } : { host: gw.host, port: gw.port };
     this.server = createServer({

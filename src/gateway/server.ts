@@ -11,6 +11,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { memorySocketPair } from '../util/memory-socket.js';
 import type { AddressInfo } from 'node:net';
 import {
   Aggregator,
@@ -101,6 +103,11 @@ export interface GatewayServer {
   setAdminHandler(handler: AdminHandler | null): void;
   /** After a grant change: the user's sessions (or all) get list_changed. */
   notifyGrantsChanged(userId?: string): void;
+  /**
+   * A connection to this gateway's HTTP server that never leaves the process (for the built-in
+   * front under `--role all`); requests on it are checked exactly as those over TCP.
+   */
+  connectInProcess(): Duplex;
   /** Stops listening, ends sessions and stops every backend. */
   close(): Promise<void>;
 }
@@ -358,6 +365,12 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayServer>
       admin = h;
     },
     notifyGrantsChanged: (userId) => aggregator.notifyGrantsChanged(userId),
+    connectInProcess() {
+      const [front, gatewaySide] = memorySocketPair();
+      if (closing) front.destroy();
+      else server.emit('connection', gatewaySide);
+      return front;
+    },
     close() {
       closing ??= (async () => {
         clearInterval(poll);

@@ -9,10 +9,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { createServer, request, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { renderEnvoyConfig, type EnvoyConfigOptions } from '../../src/front/envoy-config.js';
+import { memorySocketPair } from '../../src/util/memory-socket.js';
 import {
   AuthorizationService,
   CheckRequest,
@@ -87,6 +89,8 @@ export interface UpstreamHit {
 export interface FakeGateway {
   readonly port: number;
   readonly hits: UpstreamHit[];
+  /** An in-memory connection to the same server (the built-in front's `connectGateway`). */
+  connect(): Duplex;
   close(): Promise<void>;
 }
 
@@ -121,6 +125,11 @@ export async function startFakeGateway(): Promise<FakeGateway> {
   return {
     port,
     hits,
+    connect: () => {
+      const [client, serverSide] = memorySocketPair();
+      server.emit('connection', serverSide);
+      return client;
+    },
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

@@ -86,7 +86,7 @@ function blankHit(h: { method: string; url: string; headers: IncomingHttpHeaders
   return { method: h.method, url: h.url, headers, body: h.body.toString('latin1') };
 }
 
-describe('in-process Check vs gRPC: the front corpus', () => {
+describe('in-process Check and gateway connection vs gRPC and TCP: the front corpus', () => {
   let authz: FakeAuthz;
   let gateway: FakeGateway;
   let viaGrpc: BuiltinFront;
@@ -105,7 +105,12 @@ describe('in-process Check vs gRPC: the front corpus', () => {
       received.push(req);
       return verdict(req);
     };
-    [viaGrpc, inProcess] = await Promise.all([startBuiltinFront(opts), startBuiltinFront(opts, { check })]);
+    // The in-process front also reaches the gateway over in-memory sockets (as under --role all),
+    // so the corpus compares that hop with TCP too.
+    [viaGrpc, inProcess] = await Promise.all([
+      startBuiltinFront(opts),
+      startBuiltinFront(opts, { check, connectGateway: () => gateway.connect() }),
+    ]);
   });
 
   afterAll(async () => {
