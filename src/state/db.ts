@@ -14,7 +14,7 @@
  */
 import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import pg from 'pg';
-import { PGlite, protocol, types as pgliteTypes } from '@electric-sql/pglite';
+import { PGlite, messages, protocol, types as pgliteTypes } from '@electric-sql/pglite';
 
 export type DbKind = 'postgres' | 'pglite';
 export type Row = Record<string, unknown>;
@@ -449,6 +449,13 @@ export interface PgliteOptions {
   budgetMs: number;
 }
 
+/** Runs a named prepared statement on PGlite's connection, without queueing (see `whenFree`). */
+export type PreparedRunner = <R extends Row = Row>(
+  name: string,
+  sql: string,
+  params: readonly unknown[],
+) => Promise<QueryResult<R>>;
+
 /** The result columns of a statement prepared on PGlite: name and type. */
 interface PgliteColumns {
   names: string[];
@@ -550,6 +557,18 @@ export class PgliteDatabase implements Database {
   queryReserved<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
     // One connection only: "reserved" means no deadline, so a busy queue delays the row but never drops it.
     return this.#enqueue(() => this.#q<R>(sql, params), null);
+  }
+
+  /**
+   * Runs `fn` once everything queued before it has run, holding the connection until it settles:
+   * the statements `fn` runs through `run` do not queue again. No deadline: `fn` is the one to
+   * check those of the work it carries. It must not wait on other I/O, since every other query
+   * waits for it.
+   */
+  whenFree<T>(fn: (run: PreparedRunner) => Promise<T>): Promise<T> {
+    const run: PreparedRunner = <R extends Row>(name: string, sql: string, params: readonly unknown[]) =>
+      this.#execPrepared<R>(name, sql, params);
+    return this.#enqueue(() => fn(run), null);
   }
 
   /**
@@ -676,6 +695,14 @@ export class PgliteDatabase implements Database {
       this.releaseLock();
     }
   }
+}
+
+/**
+ * An error PGlite's engine returned for a statement (it rolled back; the engine still serves), as
+ * opposed to the engine itself failing or being closed.
+ */
+export function isPgliteStatementError(err: unknown): boolean {
+  return err instanceof messages.DatabaseError;
 }
 
 // ---------------------------------------------------------------------------------------------

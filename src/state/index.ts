@@ -20,6 +20,7 @@ export type {
   ApprovalErrorCode,
 } from './approvals.js';
 export type { AuditReport, AuditIssue, AuditIssueKind, VerifyOptions, SealerOptions } from './audit.js';
+export type { GroupCommitStats } from './decide-batch.js';
 export { DbIdentityStore } from './identity.js';
 export type { IdentityCacheOptions } from './identity.js';
 export { DatabaseLockedError, StateTimeoutError } from './db.js';

@@ -36,6 +36,13 @@ import {
   type Database,
 } from './db.js';
 import { buildDecideInput, needsRules, parseDecideOutput, scopeKey, type DecideConfig } from './decide.js';
+import {
+  DECIDE_SQL,
+  DECIDE_STATEMENT,
+  DEFAULT_GROUP_COMMIT_MAX,
+  DecideBatcher,
+  type GroupCommitStats,
+} from './decide-batch.js';
 import { FallbackAudit } from './fallback-audit.js';
 import { APPROVAL_ID_PATTERN, normalizeApprovalPrefix } from './ids.js';
 import { DbIdentityStore, type IdentityCacheOptions } from './identity.js';
@@ -57,6 +64,18 @@ export interface StoreOptions {
   budgetMs?: number;
   /** PostgreSQL pool size. Default 10. */
   poolSize?: number;
+  /**
+   * PGlite: decisions that queue while the database is busy run together as one statement and one
+   * commit, at most this many (see decide-batch.ts). Default 64; 1 runs every decision alone.
+   * PostgreSQL groups commits itself and ignores this.
+   */
+  groupCommitMax?: number;
+  /**
+   * PGlite: a decision arriving in an event-loop turn in which the database already ran waits for
+   * the end of that turn, so requests read together share a commit (see decide-batch.ts). Default
+   * true; decisions on an idle database run at once either way.
+   */
+  groupCommitSameTurn?: boolean;
   /**
    * Audit rows of fail-closed denies kept in memory while the database is unreachable, written
    * when it is back. Default 10,000; beyond that they are logged and counted as lost.
@@ -160,8 +179,6 @@ const approvalDecideOutput = z.object({
   approval: z.record(z.string(), z.unknown()).nullable(),
 });
 
-const DECIDE_SQL = 'SELECT mcpgw_decide($1::jsonb) AS r';
-
 const EMPTY_RULES: Layer2Rules = { limits: {}, budgets: {}, preconditions: {}, flows: {}, duties: {} };
 const RULE_HISTORY = 8;
 
@@ -202,6 +219,8 @@ export class Layer2Store {
   readonly #log: (msg: string, err?: unknown) => void;
   readonly #rules = new Map<string, Layer2Rules>();
   readonly #fallback: FallbackAudit;
+  /** PGlite only. */
+  readonly #batcher: DecideBatcher | null;
   #approvalWaiters = new Map<string, Set<() => void>>();
   #approvalListener: Promise<unknown> | null = null;
   #closed = false;
@@ -214,9 +233,11 @@ export class Layer2Store {
     identity: DbIdentityStore,
     log: (msg: string, err?: unknown) => void,
     fallback: FallbackAudit,
+    batcher: DecideBatcher | null,
   ) {
     this.db = db;
     this.#fallback = fallback;
+    this.#batcher = batcher;
     this.#auditKey = auditKey;
     this.#cfg = cfg;
     this.#sealer = sealer;
@@ -261,7 +282,14 @@ export class Layer2Store {
       });
       // Rows of denies answered by a process that died before the database took them.
       await fallback.start();
-      const store = new Layer2Store(db, auditKey, cfg, sealer, identity, log, fallback);
+      const batcher =
+        db instanceof PgliteDatabase
+          ? new DecideBatcher(db, {
+              maxBatch: opts.groupCommitMax ?? DEFAULT_GROUP_COMMIT_MAX,
+              sameTurn: opts.groupCommitSameTurn ?? true,
+            })
+          : null;
+      const store = new Layer2Store(db, auditKey, cfg, sealer, identity, log, fallback, batcher);
       sealer?.start();
       return store;
     } catch (err) {
@@ -293,7 +321,8 @@ export class Layer2Store {
   }
 
   /**
-   * Decides one call: one statement, one transaction, the audit row included. Without `rules`,
+   * Decides one call: one statement, one transaction, the audit row included (on PGlite possibly
+   * shared with other decisions waiting at the same time: see decide-batch.ts). Without `rules`,
    * the set registered for `req.policyRevision` applies.
    */
   async decide(req: Layer2Request, rules?: Layer2Rules): Promise<Layer2Outcome> {
@@ -306,10 +335,10 @@ export class Layer2Store {
           reason: `no Layer 2 rules are loaded for policy revision ${req.policyRevision}`,
         });
       }
+      const json = JSON.stringify(input);
+      if (this.#batcher) return parseDecideOutput(await this.#batcher.decide(json, Date.now() + this.db.budgetMs));
       // Prepared once per connection: the statement text is never parsed or planned again.
-      const r = await this.db.queryWithin<{ r: unknown }>(DECIDE_SQL, [JSON.stringify(input)], {
-        name: 'mcpgw_decide',
-      });
+      const r = await this.db.queryWithin<{ r: unknown }>(DECIDE_SQL, [json], { name: DECIDE_STATEMENT });
       return parseDecideOutput(r.rows[0]?.r);
     } catch (err) {
       return this.#failClosed(req, err);
@@ -334,6 +363,11 @@ export class Layer2Store {
       at: new Date(),
     });
     return { outcome: 'deny', rule: null, reasons: [reason], retryAfterSeconds: 1 };
+  }
+
+  /** How decisions shared statements on PGlite; null on PostgreSQL, which groups commits itself. */
+  groupCommitStats(): GroupCommitStats | null {
+    return this.#batcher?.stats() ?? null;
   }
 
   /**
@@ -795,6 +829,8 @@ export class Layer2Store {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    // Decisions handed over before close get their turn on the database before it closes.
+    await this.#batcher?.drain();
     await this.#fallback.close();
     await this.#sealer?.stop();
     await this.identity.stop();

@@ -114,6 +114,9 @@ describeStores('audit chain', (env) => {
     it('the sealer scans only above what it sealed, vacuums the table, and still seals every row', async () => {
       const s = await env.open({ sealer: { intervalMs: 20, batchSize: 7, vacuumEveryRows: 25 } });
       const vacuums = async (): Promise<number> => {
+        // Statistics are flushed lazily (at most once a second): flush this backend's now.
+        await s.db.query('SELECT pg_stat_force_next_flush()');
+        await s.db.query('SELECT pg_stat_clear_snapshot()');
         const r = await s.db.query(`SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'audit_log'`);
         return Number(r.rows[0]?.['vacuum_count'] ?? -1);
       };
