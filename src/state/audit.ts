@@ -10,7 +10,18 @@
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
-import { asBuffer, asNumber, asNullableString, asString, type Database, type Queryable, type Session } from './db.js';
+import {
+  asBuffer,
+  asNumber,
+  asNullableString,
+  asString,
+  PgliteDatabase,
+  type Database,
+  type Queryable,
+  type QueryResult,
+  type Row,
+  type Session,
+} from './db.js';
 import type { JsonValue } from '../authz/strict-json.js';
 import { canonicalize } from '../util/jcs.js';
 
@@ -79,12 +90,22 @@ export async function sealBatch(
   q: Queryable,
   key: Buffer,
   batchSize: number,
-  opts: { afterId?: number; onLastId?: (id: number) => void } = {},
+  opts: {
+    afterId?: number;
+    onLastId?: (id: number) => void;
+    /** Runs the batch's fixed statements prepared under a name (PGlite: 2.4–3.3 → 1.2 ms per batch of 8). */
+    prepared?: (name: string, sql: string, params: readonly unknown[]) => Promise<QueryResult<Row>>;
+  } = {},
 ): Promise<number> {
-  const head = await q.query<{ seq: unknown; hash: unknown }>(
+  const run = <R extends Row>(name: string, sql: string, params: readonly unknown[]): Promise<QueryResult<R>> =>
+    (opts.prepared ? opts.prepared(name, sql, params) : q.query<R>(sql, params)) as Promise<QueryResult<R>>;
+  const head = await run<{ seq: unknown; hash: unknown }>(
+    'mcpgw_seal_head',
     'SELECT seq, hash FROM audit_log WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1',
+    [],
   );
-  const rows = await q.query<AuditRow>(
+  const rows = await run<AuditRow>(
+    'mcpgw_seal_rows',
     `SELECT ${ROW_COLUMNS} FROM audit_log WHERE seq IS NULL AND id > $2 ORDER BY id LIMIT $1`,
     [batchSize, opts.afterId ?? 0],
   );
@@ -97,7 +118,7 @@ export async function sealBatch(
     prev = chainHash(key, prev, canonicalAuditRow(r));
     out.push([String(r.id), prev.toString('hex')]);
   }
-  await q.query('SELECT mcpgw_seal($1::bigint, $2::jsonb)', [headSeq, JSON.stringify(out)]);
+  await run('mcpgw_seal', 'SELECT mcpgw_seal($1::bigint, $2::jsonb)', [headSeq, JSON.stringify(out)]);
   const last = rows.rows[rows.rows.length - 1];
   if (last) opts.onLastId?.(asNumber(last.id));
   return out.length;
@@ -145,7 +166,8 @@ export class AuditSealer {
     this.#interval = opts.intervalMs ?? 250;
     // Small batches: reading and hashing a batch holds the event loop (about 18 ms for 1,000 rows
     // on PostgreSQL, 3-10 ms for 250), and decisions wait behind it; the drain yields in between.
-    this.#batch = opts.batchSize ?? (db.kind === 'pglite' ? 200 : 250);
+    // PGlite runs the SQL on this thread too (≈80-100 µs per row): 32 rows hold it ≈3 ms.
+    this.#batch = opts.batchSize ?? (db.kind === 'pglite' ? 32 : 250);
     this.#leaderRetry = opts.leaderRetryMs ?? 2000;
     this.#vacuumEvery = opts.vacuumEveryRows ?? 2000;
     this.#log = opts.log ?? (() => undefined);
@@ -213,7 +235,13 @@ export class AuditSealer {
         q,
         this.#key,
         this.#batch,
-        pglite ? { afterId: this.#floor, onLastId: (id) => (this.#floor = id) } : {},
+        this.#db instanceof PgliteDatabase
+          ? {
+              afterId: this.#floor,
+              onLastId: (id) => (this.#floor = id),
+              prepared: (name, sql, params) => (this.#db as PgliteDatabase).queryPrepared(name, sql, params),
+            }
+          : {},
       );
       total += n;
       if (pglite) this.#sinceVacuum += n;

@@ -554,6 +554,14 @@ export class PgliteDatabase implements Database {
     );
   }
 
+  /**
+   * A statement prepared once under `name`, queued like `query` (no deadline): for background work
+   * such as the audit sealer, whose fixed statements cost more to parse and plan than to run.
+   */
+  queryPrepared<R extends Row = Row>(name: string, sql: string, params: readonly unknown[]): Promise<QueryResult<R>> {
+    return this.#enqueue(() => this.#execPrepared<R>(name, sql, params), null);
+  }
+
   queryReserved<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
     // One connection only: "reserved" means no deadline, so a busy queue delays the row but never drops it.
     return this.#enqueue(() => this.#q<R>(sql, params), null);
