@@ -8,6 +8,8 @@
  *
  *   SELECT i, mcpgw_decide(v) FROM jsonb_array_elements($1) WITH ORDINALITY AS x(v, i)
  *
+ * (decisions that only write their audit row call mcpgw_audit_allow instead, row by row).
+ *
  * A decision that finds the connection idle runs at once, alone: nothing ever waits for a batch to
  * fill, and no timer runs. "Busy" needs one adaptation: PGlite runs a statement within one chain
  * of microtasks, so requests read from other sockets can never arrive during one. They arrive in
@@ -38,8 +40,15 @@ import { StateTimeoutError, isPgliteStatementError, type PgliteDatabase, type Pr
 export const DECIDE_SQL = 'SELECT mcpgw_decide($1::jsonb) AS r';
 export const DECIDE_STATEMENT = 'mcpgw_decide';
 
+/** A decision that only writes its audit row (see `isAuditOnly` in decide.ts). */
+export const AUDIT_ALLOW_SQL = 'SELECT mcpgw_audit_allow($1::jsonb) AS r';
+export const AUDIT_ALLOW_STATEMENT = 'mcpgw_audit_allow';
+
+// Each element is {"a": true|false, "v": input}: "a" sends it to mcpgw_audit_allow. CASE evaluates
+// only the branch it takes, row by row, in array order.
 const BATCH_SQL =
-  'SELECT x.i::int4 AS i, mcpgw_decide(x.v) AS r FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x(v, i)';
+  "SELECT x.i::int4 AS i, CASE WHEN (x.e->>'a')::boolean THEN mcpgw_audit_allow(x.e->'v') ELSE mcpgw_decide(x.e->'v') END AS r " +
+  'FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x(e, i)';
 const BATCH_STATEMENT = 'mcpgw_decide_batch';
 
 /** Decisions per statement at most: a bigger batch gains little and holds the thread longer. */
@@ -64,6 +73,8 @@ export interface GroupCommitStats {
 interface Waiter {
   /** The decision's input, JSON text. */
   input: string;
+  /** It goes to mcpgw_audit_allow instead of mcpgw_decide. */
+  auditOnly: boolean;
   /** Date.now() after which it may no longer start. */
   deadline: number;
   resolve: (raw: unknown) => void;
@@ -120,9 +131,9 @@ export class DecideBatcher {
    * when the decision could not start by `deadline` or failed. Never answers from a rolled-back
    * statement.
    */
-  decide(input: string, deadline: number): Promise<unknown> {
+  decide(input: string, deadline: number, auditOnly = false): Promise<unknown> {
     return new Promise<unknown>((resolve, reject) => {
-      this.#waiting.push({ input, deadline, resolve, reject });
+      this.#waiting.push({ input, auditOnly, deadline, resolve, reject });
       if (this.#turnQueued) return;
       this.#turnQueued = true;
       if (!(this.#engaged && this.#sameTurn)) {
@@ -190,7 +201,7 @@ export class DecideBatcher {
     try {
       this.#stats.statements++;
       const r = await run<{ i: unknown; r: unknown }>(BATCH_STATEMENT, BATCH_SQL, [
-        `[${live.map((w) => w.input).join(',')}]`,
+        `[${live.map((w) => `{"a":${w.auditOnly},"v":${w.input}}`).join(',')}]`,
       ]);
       rows = r.rows;
     } catch (err) {
@@ -221,7 +232,9 @@ export class DecideBatcher {
   async #alone(w: Waiter, run: PreparedRunner): Promise<void> {
     try {
       this.#stats.statements++;
-      const r = await run<{ r: unknown }>(DECIDE_STATEMENT, DECIDE_SQL, [w.input]);
+      const r = w.auditOnly
+        ? await run<{ r: unknown }>(AUDIT_ALLOW_STATEMENT, AUDIT_ALLOW_SQL, [w.input])
+        : await run<{ r: unknown }>(DECIDE_STATEMENT, DECIDE_SQL, [w.input]);
       w.resolve(r.rows[0]?.r);
     } catch (err) {
       w.reject(err);

@@ -294,6 +294,27 @@ export function parseDecideOutput(raw: unknown): Layer2Outcome {
   return out;
 }
 
+/**
+ * True when `mcpgw_decide` could only allow `input` and write its audit row: Layer 1 allowed and
+ * nothing of Layer 2 applies (no lock, rule error, precondition, budget, limit, flow or duty).
+ * Such a decision goes to `mcpgw_audit_allow` (0080_audit_allow.sql), which writes the same row
+ * and returns the same answer for a fraction of the cost.
+ */
+export function isAuditOnly(input: DecideInput): boolean {
+  return (
+    input.l1.outcome === 'allow' &&
+    input.locks.length === 0 &&
+    input.errors.length === 0 &&
+    input.preconditions.length === 0 &&
+    input.budgets.length === 0 &&
+    input.limits.length === 0 &&
+    input.sources.length === 0 &&
+    input.sinks.length === 0 &&
+    input.duties_first.length === 0 &&
+    input.duties_then.length === 0
+  );
+}
+
 /** A Layer 1 decision that names no Layer 2 rule needs no rules at all. */
 export function needsRules(req: Layer2Request): boolean {
   const l2 = req.layer1.layer2;

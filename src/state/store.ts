@@ -35,8 +35,10 @@ import {
   sqlState,
   type Database,
 } from './db.js';
-import { buildDecideInput, needsRules, parseDecideOutput, scopeKey, type DecideConfig } from './decide.js';
+import { buildDecideInput, isAuditOnly, needsRules, parseDecideOutput, scopeKey, type DecideConfig } from './decide.js';
 import {
+  AUDIT_ALLOW_SQL,
+  AUDIT_ALLOW_STATEMENT,
   DECIDE_SQL,
   DECIDE_STATEMENT,
   DEFAULT_GROUP_COMMIT_MAX,
@@ -336,9 +338,13 @@ export class Layer2Store {
         });
       }
       const json = JSON.stringify(input);
-      if (this.#batcher) return parseDecideOutput(await this.#batcher.decide(json, Date.now() + this.db.budgetMs));
+      const auditOnly = isAuditOnly(input);
+      if (this.#batcher)
+        return parseDecideOutput(await this.#batcher.decide(json, Date.now() + this.db.budgetMs, auditOnly));
       // Prepared once per connection: the statement text is never parsed or planned again.
-      const r = await this.db.queryWithin<{ r: unknown }>(DECIDE_SQL, [json], { name: DECIDE_STATEMENT });
+      const r = auditOnly
+        ? await this.db.queryWithin<{ r: unknown }>(AUDIT_ALLOW_SQL, [json], { name: AUDIT_ALLOW_STATEMENT })
+        : await this.db.queryWithin<{ r: unknown }>(DECIDE_SQL, [json], { name: DECIDE_STATEMENT });
       return parseDecideOutput(r.rows[0]?.r);
     } catch (err) {
       return this.#failClosed(req, err);
