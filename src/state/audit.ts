@@ -231,18 +231,19 @@ export class AuditSealer {
     const pglite = this.#db.kind === 'pglite';
     let total = 0;
     for (;;) {
-      const n = await sealBatch(
-        q,
-        this.#key,
-        this.#batch,
-        this.#db instanceof PgliteDatabase
-          ? {
-              afterId: this.#floor,
-              onLastId: (id) => (this.#floor = id),
-              prepared: (name, sql, params) => (this.#db as PgliteDatabase).queryPrepared(name, sql, params),
-            }
-          : {},
-      );
+      const db = this.#db;
+      // On PGlite a batch holds the database for its three statements, so nothing else seals or
+      // inserts sealed rows (the audit write-behind) between its read of the head and its seal.
+      const n =
+        db instanceof PgliteDatabase
+          ? await db.whenFree((run) =>
+              sealBatch(q, this.#key, this.#batch, {
+                afterId: this.#floor,
+                onLastId: (id) => (this.#floor = id),
+                prepared: run,
+              }),
+            )
+          : await sealBatch(q, this.#key, this.#batch);
       total += n;
       if (pglite) this.#sinceVacuum += n;
       if (n < this.#batch || this.#stopped) break;
@@ -268,7 +269,11 @@ export class AuditSealer {
     for (;;) {
       let n: number;
       try {
-        n = await sealBatch(this.#leader ?? this.#db, this.#key, this.#batch);
+        const db = this.#db;
+        n =
+          db instanceof PgliteDatabase
+            ? await db.whenFree((run) => sealBatch(db, this.#key, this.#batch, { prepared: run }))
+            : await sealBatch(this.#leader ?? db, this.#key, this.#batch);
       } catch (err) {
         // Another sealer moved the head: read the new head and go on.
         if ((err as { code?: unknown }).code === '40001' && ++conflicts < 20) continue;

@@ -490,6 +490,7 @@ export class PgliteDatabase implements Database {
   readonly budgetMs: number;
   #tail: Promise<unknown> = Promise.resolve();
   #closed = false;
+  #beforeQueue: (() => void) | null = null;
   readonly #prepared = new Map<string, { sql: string; columns: PgliteColumns }>();
 
   private constructor(
@@ -519,8 +520,17 @@ export class PgliteDatabase implements Database {
     return new PgliteDatabase(db as unknown as PgliteLike, opts, release);
   }
 
+  /**
+   * `fn` runs each time a statement is about to be queued, before it is: work it queues itself
+   * (the audit write-behind's pending rows) runs first, so every statement sees it.
+   */
+  setBeforeQueue(fn: (() => void) | null): void {
+    this.#beforeQueue = fn;
+  }
+
   /** Runs `fn` after everything queued before it; with a deadline, drops it if it cannot start in time. */
   #enqueue<T>(fn: () => Promise<T>, deadline: number | null): Promise<T> {
+    this.#beforeQueue?.();
     const start = (): Promise<T> => {
       if (this.#closed) throw new Error('database is closed');
       if (deadline !== null && Date.now() > deadline) {

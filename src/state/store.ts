@@ -23,6 +23,12 @@ import {
   type ApprovalRecord,
   type Decider,
 } from './approvals.js';
+import {
+  AuditWriteBehind,
+  type WriteBehindOptions,
+  type WriteBehindRow,
+  type WriteBehindStats,
+} from './audit-write-behind.js';
 import { AuditSealer, verifyAudit, type AuditReport, type SealerOptions, type VerifyOptions } from './audit.js';
 import {
   PgliteDatabase,
@@ -35,7 +41,15 @@ import {
   sqlState,
   type Database,
 } from './db.js';
-import { buildDecideInput, isAuditOnly, needsRules, parseDecideOutput, scopeKey, type DecideConfig } from './decide.js';
+import {
+  buildDecideInput,
+  isAuditOnly,
+  needsRules,
+  parseDecideOutput,
+  scopeKey,
+  type DecideConfig,
+  type DecideInput,
+} from './decide.js';
 import {
   AUDIT_ALLOW_SQL,
   AUDIT_ALLOW_STATEMENT,
@@ -90,6 +104,14 @@ export interface StoreOptions {
   fallbackAuditSpool?: string | null;
   /** Bytes of spool files one process keeps at most; rows beyond are counted in `unspooled`. Default 32 MiB. */
   fallbackAuditSpoolBytes?: number;
+  /**
+   * PGlite: the audit row of a call that Layer 1 allowed and no Layer 2 rule concerns is journaled
+   * (write(2) to `<home>/spool`) and inserted after the call is answered, many rows per statement
+   * (see audit-write-behind.ts). Default true when there is a spool directory; false, or
+   * `fallbackAuditSpool: null`, inserts it before the answer. An object tunes it. PostgreSQL
+   * ignores this.
+   */
+  auditWriteBehind?: boolean | Pick<WriteBehindOptions, 'quietMs' | 'maxDelayMs' | 'maxQueue' | 'maxBatch' | 'retryMs'>;
   maxPendingPerUser?: number;
   /** Settings for approvals a Layer 2 rule asks for when the winning rule gave none. */
   approvalDefaults?: Partial<DecideConfig['approvalDefaults']>;
@@ -223,6 +245,8 @@ export class Layer2Store {
   readonly #fallback: FallbackAudit;
   /** PGlite only. */
   readonly #batcher: DecideBatcher | null;
+  /** PGlite only, unless turned off. */
+  readonly #writeBehind: AuditWriteBehind | null;
   #approvalWaiters = new Map<string, Set<() => void>>();
   #approvalListener: Promise<unknown> | null = null;
   #closed = false;
@@ -236,8 +260,10 @@ export class Layer2Store {
     log: (msg: string, err?: unknown) => void,
     fallback: FallbackAudit,
     batcher: DecideBatcher | null,
+    writeBehind: AuditWriteBehind | null,
   ) {
     this.db = db;
+    this.#writeBehind = writeBehind;
     this.#fallback = fallback;
     this.#batcher = batcher;
     this.#auditKey = auditKey;
@@ -291,7 +317,17 @@ export class Layer2Store {
               sameTurn: opts.groupCommitSameTurn ?? true,
             })
           : null;
-      const store = new Layer2Store(db, auditKey, cfg, sealer, identity, log, fallback, batcher);
+      const spoolDir = opts.fallbackAuditSpool === undefined ? join(home, 'spool') : opts.fallbackAuditSpool;
+      const writeBehind =
+        db instanceof PgliteDatabase && spoolDir !== null && opts.auditWriteBehind !== false
+          ? await AuditWriteBehind.open(db, {
+              ...(typeof opts.auditWriteBehind === 'object' ? opts.auditWriteBehind : {}),
+              dir: spoolDir,
+              log,
+              auditKey: opts.sealer === false ? null : auditKey,
+            })
+          : null;
+      const store = new Layer2Store(db, auditKey, cfg, sealer, identity, log, fallback, batcher, writeBehind);
       sealer?.start();
       return store;
     } catch (err) {
@@ -337,8 +373,11 @@ export class Layer2Store {
           reason: `no Layer 2 rules are loaded for policy revision ${req.policyRevision}`,
         });
       }
-      const json = JSON.stringify(input);
       const auditOnly = isAuditOnly(input);
+      if (auditOnly && this.#writeBehind?.record(writeBehindRow(input))) {
+        return { outcome: 'allow', rule: input.l1.rule, reasons: input.l1.reasons };
+      }
+      const json = JSON.stringify(input);
       if (this.#batcher)
         return parseDecideOutput(await this.#batcher.decide(json, Date.now() + this.db.budgetMs, auditOnly));
       // Prepared once per connection: the statement text is never parsed or planned again.
@@ -369,6 +408,16 @@ export class Layer2Store {
       at: new Date(),
     });
     return { outcome: 'deny', rule: null, reasons: [reason], retryAfterSeconds: 1 };
+  }
+
+  /** How audit-only rows were written behind on PGlite; null without the write-behind. */
+  writeBehindStats(): WriteBehindStats | null {
+    return this.#writeBehind?.stats() ?? null;
+  }
+
+  /** Settles once the audit row of every call answered so far is in the table (or stays journaled after a failure). */
+  async flushAudit(): Promise<void> {
+    await this.#writeBehind?.flush();
   }
 
   /** How decisions shared statements on PGlite; null on PostgreSQL, which groups commits itself. */
@@ -837,11 +886,29 @@ export class Layer2Store {
     this.#closed = true;
     // Decisions handed over before close get their turn on the database before it closes.
     await this.#batcher?.drain();
+    await this.#writeBehind?.close();
     await this.#fallback.close();
     await this.#sealer?.stop();
     await this.identity.stop();
     await this.db.close();
   }
+}
+
+/** The row mcpgw_audit_allow would write for `input`, stamped now. */
+function writeBehindRow(input: DecideInput): WriteBehindRow {
+  return {
+    decision_id: input.decision_id,
+    at: new Date().toISOString(),
+    user_id: input.user,
+    session_id: input.session,
+    method: input.method,
+    service: input.service,
+    tool: input.tool,
+    rule: input.l1.rule,
+    reasons: input.l1.reasons,
+    policy_revision: input.revision,
+    digest: input.digest,
+  };
 }
 
 function toRevision(x: Record<string, unknown>): PolicyRevisionRecord {

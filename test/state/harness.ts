@@ -67,6 +67,8 @@ export function describeStores(
             home: tmp(),
             auditKey,
             sealer: false,
+            // The suites test the decision statements; test/state/audit-write-behind.test.ts turns it on.
+            auditWriteBehind: false,
             databaseUrl: kind === 'postgres' ? await env.freshUrl() : null,
             pgliteDataDir: null,
           };
