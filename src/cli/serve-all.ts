@@ -124,6 +124,9 @@ export async function serveAll(o: ServeAllOptions): Promise<RunningGateway> {
       refreshOverlay: () => runtime.policy.refreshOverlay(),
       closers,
     });
+    // Calls are answered by this process's gateway: audit rows written behind wait for a moment
+    // with none in flight (within their bound) instead of holding the thread during one.
+    store.setBusyProbe(() => gateway.postsInFlight > 0);
     // Another replica (or the admin API here) switched a service: re-apply the overlay.
     const stopWatch = await services.watch(() => void runtime.policy.refreshOverlay());
     closers.push(stopWatch);

@@ -680,8 +680,23 @@ class Exchange {
     const res = this.res;
     if (!close) res.removeHeader('connection');
     res.writeHead(status, reasonPhrase(status), list);
+    // What the gateway sends in one turn of the event loop leaves in one write: a short answer's
+    // body and its end arrive in different ticks of the same turn, and would otherwise reach the
+    // client as two segments (two syscalls, two wake-ups). end() uncorks fully by itself; the
+    // timer only flushes a body that goes on (SSE), and leaves alone a response already ended,
+    // whose connection may carry the next response by then.
+    let corked = false;
+    const uncork = (): void => {
+      corked = false;
+      if (!res.writableEnded && !res.destroyed) res.uncork();
+    };
     upRes.on('data', (chunk: Buffer) => {
       this.idleTimer?.refresh();
+      if (!corked) {
+        corked = true;
+        res.cork();
+        setImmediate(uncork);
+      }
       if (!res.write(chunk)) {
         upRes.pause();
         res.once('drain', () => upRes.resume());

@@ -108,6 +108,12 @@ export interface GatewayServer {
    * front under `--role all`); requests on it are checked exactly as those over TCP.
    */
   connectInProcess(): Duplex;
+  /**
+   * POST requests being answered now (calls and notifications; not GET streams). Background work
+   * of this process (the audit write-behind) waits for a moment with none rather than hold the
+   * thread in the middle of a call.
+   */
+  readonly postsInFlight: number;
   /** Stops listening, ends sessions and stops every backend. */
   close(): Promise<void>;
 }
@@ -320,7 +326,12 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayServer>
     });
   }
 
+  let posts = 0;
   const server: Server = createServer((req, res) => {
+    if (req.method === 'POST') {
+      posts++;
+      res.once('close', () => posts--);
+    }
     handle(req, res).catch((err: unknown) => {
       log.error(
         { err: err instanceof Error ? err.message : String(err), path: routePath(req.url ?? '/') },
@@ -365,6 +376,9 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayServer>
       admin = h;
     },
     notifyGrantsChanged: (userId) => aggregator.notifyGrantsChanged(userId),
+    get postsInFlight() {
+      return posts;
+    },
     connectInProcess() {
       const [front, gatewaySide] = memorySocketPair();
       if (closing) front.destroy();

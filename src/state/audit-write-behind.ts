@@ -210,6 +210,7 @@ export class AuditWriteBehind {
   readonly #key: Buffer | null;
   /** Null until read, and after any failure. */
   #head: ChainHead | null = null;
+  #busy: (() => boolean) | null = null;
 
   private constructor(db: PgliteDatabase, opts: WriteBehindOptions) {
     this.#db = db;
@@ -241,6 +242,15 @@ export class AuditWriteBehind {
       if (!wb.#failing) void wb.#queueFlush();
     });
     return wb;
+  }
+
+  /**
+   * `busy` says whether calls are being answered in this process: then a quiet timer that expires
+   * waits a little longer (never past `maxDelayMs`), so the insert lands between calls instead of
+   * adding its time to one in flight.
+   */
+  setBusyProbe(busy: (() => boolean) | null): void {
+    this.#busy = busy;
   }
 
   stats(): WriteBehindStats {
@@ -297,13 +307,17 @@ export class AuditWriteBehind {
       void this.#queueFlush();
       return;
     }
-    this.#timer = setTimeout(
-      () => {
-        this.#timer = null;
-        void this.#queueFlush();
-      },
-      Math.min(this.#quietMs, this.#due - now),
-    );
+    this.#timer = setTimeout(() => this.#quietEnded(), Math.min(this.#quietMs, this.#due - now));
+  }
+
+  #quietEnded(): void {
+    this.#timer = null;
+    const left = this.#due - Date.now();
+    if (left > 0 && this.#busy?.()) {
+      this.#timer = setTimeout(() => this.#quietEnded(), Math.min(this.#quietMs, left));
+      return;
+    }
+    void this.#queueFlush();
   }
 
   /** Settles once every row recorded so far is in the table (or its insert failed; it stays journaled). */

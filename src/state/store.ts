@@ -415,6 +415,11 @@ export class Layer2Store {
     return this.#writeBehind?.stats() ?? null;
   }
 
+  /** See AuditWriteBehind.setBusyProbe: `busy` says whether calls are being answered in this process. */
+  setBusyProbe(busy: (() => boolean) | null): void {
+    this.#writeBehind?.setBusyProbe(busy);
+  }
+
   /** Settles once the audit row of every call answered so far is in the table (or stays journaled after a failure). */
   async flushAudit(): Promise<void> {
     await this.#writeBehind?.flush();

@@ -187,6 +187,32 @@ describeStores(
       expect(store.writeBehindStats()?.inserted).toBe(2);
     });
 
+    it('inserts when no call is in flight, and while calls keep coming no later than its bound', async () => {
+      const store = await open({ auditWriteBehind: { quietMs: 5, maxDelayMs: 2000 } });
+      const inserted = (): number => store.writeBehindStats()?.inserted ?? 0;
+      const until = async (n: number, ms: number): Promise<void> => {
+        for (const end = Date.now() + ms; inserted() < n && Date.now() < end;) {
+          await new Promise((r) => setTimeout(r, 10));
+        }
+      };
+      let busy = true;
+      store.setBusyProbe(() => busy);
+      await store.decide(request({ tool: 'probe' }), rules());
+      await new Promise((r) => setTimeout(r, 150));
+      // Busy: the quiet timer expired many times over, and the row still waits (no query ran).
+      expect(inserted()).toBe(0);
+      busy = false;
+      await until(1, 1000);
+      expect(inserted()).toBe(1);
+      busy = true;
+      const t0 = Date.now();
+      await store.decide(request({ tool: 'probe' }), rules());
+      await until(2, 10_000);
+      expect(inserted()).toBe(2);
+      // Timers never fire early: it waited for its bound, not for the calls to stop.
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(1990);
+    });
+
     it('a full queue refuses: the call is decided through the database as before', async () => {
       const store = await open({ auditWriteBehind: { maxQueue: 0 } });
       const req = request({ tool: 'full' });
