@@ -7,6 +7,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import type { Logger } from '../log.js';
+import { relayLines } from '../util/line-relay.js';
 import { envoyBootstrap, type EnvoyConfigOptions } from './envoy-config.js';
 
 export interface SupervisedEnvoy {
@@ -62,8 +63,10 @@ export async function superviseEnvoy(opts: {
     const c = spawn(
       opts.envoyBin,
       ['-c', configPath, '--admin-address-path', adminPath, '--log-level', 'warn', '--use-dynamic-base-id'],
-      { stdio: ['ignore', 'inherit', 'inherit'] },
+      { stdio: ['ignore', 'pipe', 'inherit'] },
     );
+    // Envoy's access log shares our log file: relayed in whole lines so that lines never interleave.
+    if (c.stdout) relayLines(c.stdout, (text) => process.stdout.write(text));
     c.once('exit', (code, signal) => {
       if (stopping) return;
       log.error({ code, signal, restart_in_ms: backoffMs }, 'envoy exited; restarting');
