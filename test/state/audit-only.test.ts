@@ -8,7 +8,7 @@ import { beforeAll, expect, it } from 'vitest';
 import type { Layer2Request } from '../../src/policy/layer2-types.js';
 import { buildDecideInput, isAuditOnly, type DecideConfig } from '../../src/state/decide.js';
 import type { Layer2Store } from '../../src/state/store.js';
-import { describeStores, request, rules, type ReqSpec } from './harness.js';
+import { AUDIT_ONLY, describeStores, request, rules, type ReqSpec } from './harness.js';
 
 const cfg: DecideConfig = {
   approvalDefaults: { approvers: [], timeoutSeconds: 1800, consumeWithinSeconds: 900 },
@@ -17,16 +17,6 @@ const cfg: DecideConfig = {
 
 const COLUMNS = `user_id, session_id, method, service, tool, outcome, rule, reasons, policy_revision, digest,
   approval_id, detail, seq, hash`;
-
-/** Inputs mcpgw_decide can only allow: no Layer 2 rule of any kind. */
-const AUDIT_ONLY: ReqSpec[] = [
-  {},
-  { session: null },
-  { rule: null, reasons: [] },
-  { reasons: ['matched "reads are fine"', 'ünïcode ✓', 'quote " and \\ backslash'] },
-  { args: { to: 'a@b.c', nested: { n: 1.5, list: [1, 'x', null] } }, labels: ['scope:external'] },
-  { user: 'carol@example.com', service: 'files', tool: 'read_file', revision: 'rev-9' },
-];
 
 describeStores('audit-only decisions', (env) => {
   let store: Layer2Store;

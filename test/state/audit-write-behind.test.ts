@@ -13,7 +13,7 @@ import { expect, it } from 'vitest';
 import { parseJournal } from '../../src/state/audit-write-behind.js';
 import { buildDecideInput, type DecideConfig } from '../../src/state/decide.js';
 import type { Layer2Store } from '../../src/state/store.js';
-import { describeStores, request, rules, type ReqSpec } from './harness.js';
+import { AUDIT_ONLY, describeStores, request, rules } from './harness.js';
 import { WorkerProcess } from './worker-process.js';
 
 const cfg: DecideConfig = {
@@ -35,14 +35,7 @@ describeStores(
     it('writes the row mcpgw_audit_allow writes, answers the same, and every later statement sees it', async () => {
       const home = env.tmp();
       const store = await open({ home });
-      const specs: ReqSpec[] = [
-        {},
-        { session: null },
-        { rule: null, reasons: [] },
-        { reasons: ['matched "reads are fine"', 'ünïcode ✓', 'quote " and \\ backslash'] },
-        { args: { to: 'a@b.c', nested: { n: 1.5, list: [1, 'x', null] } }, labels: ['scope:external'] },
-        { user: 'carol@example.com', service: 'files', tool: 'read_file', revision: 'rev-9' },
-      ];
+      const specs = AUDIT_ONLY;
       for (const spec of specs) {
         const a = request(spec);
         const b = { ...a, decisionId: `${a.decisionId}-ref` };

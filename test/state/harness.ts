@@ -132,6 +132,16 @@ export interface ReqSpec extends L1Spec {
   decisionId?: string;
 }
 
+/** Inputs mcpgw_decide can only allow: no Layer 2 rule of any kind. */
+export const AUDIT_ONLY: ReqSpec[] = [
+  {},
+  { session: null },
+  { rule: null, reasons: [] },
+  { reasons: ['matched "reads are fine"', 'ünïcode ✓', 'quote " and \\ backslash'] },
+  { args: { to: 'a@b.c', nested: { n: 1.5, list: [1, 'x', null] } }, labels: ['scope:external'] },
+  { user: 'carol@example.com', service: 'files', tool: 'read_file', revision: 'rev-9' },
+];
+
 export function request(s: ReqSpec = {}): Layer2Request {
   const l1 = layer1(s);
   const approval =
