@@ -33,16 +33,15 @@ import { randomBytes } from 'node:crypto';
 import {
   closeSync,
   ftruncateSync,
-  mkdirSync,
   openSync,
   readdirSync,
   readFileSync,
   renameSync,
-  statSync,
   unlinkSync,
   writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
+import { ensurePrivateDir } from '../config/keys.js';
 import { canonicalAuditRow, chainHash, sealBatch, ZERO_HASH } from './audit.js';
 import { asBuffer, asNumber, type PgliteDatabase, type PreparedRunner } from './db.js';
 
@@ -89,8 +88,10 @@ const SEALED_INSERT_SQL =
   'AND (SELECT coalesce(max(h.seq), 0) FROM audit_log h) = $3::int8 ' +
   'ORDER BY x.n RETURNING id) SELECT count(*)::int4 AS n, coalesce(max(id), 0)::int8 AS last FROM ins';
 const SEALED_INSERT_STATEMENT = 'mcpgw_audit_write_behind_sealed';
+// Always one row: the newest sealed row's seq and hash (null when nothing is sealed yet) and the highest id.
 const HEAD_SQL =
-  'SELECT seq, hash, (SELECT coalesce(max(id), 0) FROM audit_log) AS last FROM audit_log WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1';
+  'SELECT h.seq, h.hash, (SELECT coalesce(max(id), 0) FROM audit_log)::int8 AS last FROM (SELECT 1) one ' +
+  'LEFT JOIN (SELECT seq, hash FROM audit_log WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1) h ON true';
 const HEAD_STATEMENT = 'mcpgw_audit_write_behind_head';
 
 /** What this process knows of the chain: its newest sealed row, and the id below which no row is unsealed. */
@@ -228,14 +229,8 @@ export class AuditWriteBehind {
   /** Replays the journals of dead processes, then takes rows; every later statement queues behind them. */
   static async open(db: PgliteDatabase, opts: WriteBehindOptions): Promise<AuditWriteBehind> {
     const wb = new AuditWriteBehind(db, opts);
-    mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
-    const st = statSync(opts.dir);
-    // Whoever can write here could plant audit rows or remove journaled ones.
-    if (process.platform !== 'win32' && (st.mode & 0o022) !== 0) {
-      throw new Error(
-        `the journal directory ${opts.dir} is writable by group or others (mode ${(st.mode & 0o777).toString(8)}); run: chmod 700 ${opts.dir}`,
-      );
-    }
+    // Whoever can write here could plant audit rows or remove journaled ones: refused then.
+    await ensurePrivateDir(opts.dir);
     await wb.#replay();
     db.setBeforeQueue(() => {
       // While inserting fails, statements go on without waiting for the rows (they stay journaled).
@@ -255,11 +250,6 @@ export class AuditWriteBehind {
 
   stats(): WriteBehindStats {
     return { ...this.#stats };
-  }
-
-  /** Rows answered and not yet in the table. */
-  get pending(): number {
-    return this.#queue.length;
   }
 
   /**
@@ -375,7 +365,7 @@ export class AuditWriteBehind {
       try {
         if (!(this.#key && (await this.#insertSealed(run, this.#key, batch)))) {
           this.#stats.statements++;
-          await run(INSERT_STATEMENT, INSERT_SQL, [JSON.stringify(batch.map((e, n) => ({ n, ...e.row })))]);
+          await run(INSERT_STATEMENT, INSERT_SQL, [recordset(batch.map((e) => e.row))]);
         }
       } catch (err) {
         this.#head = null;
@@ -430,16 +420,10 @@ export class AuditWriteBehind {
     } while (n === batchSize);
     const r = await run<{ seq: unknown; hash: unknown; last: unknown }>(HEAD_STATEMENT, HEAD_SQL, []);
     const row = r.rows[0];
-    if (!row) {
-      // Nothing sealed yet, so nothing unsealed either (sealPending just ran): start the chain.
-      const last = await run<{ last: unknown }>(
-        'mcpgw_audit_write_behind_last',
-        'SELECT coalesce(max(id), 0)::int8 AS last FROM audit_log',
-        [],
-      );
-      return { seq: 0, hash: ZERO_HASH, floor: asNumber(last.rows[0]?.last ?? 0) };
-    }
-    return { seq: asNumber(row.seq), hash: asBuffer(row.hash), floor: asNumber(row.last) };
+    const floor = asNumber(row?.last ?? 0);
+    // Nothing sealed yet, so nothing unsealed either (the rows were just sealed): the chain starts.
+    if (row?.seq === null || row?.seq === undefined) return { seq: 0, hash: ZERO_HASH, floor };
+    return { seq: asNumber(row.seq), hash: asBuffer(row.hash), floor };
   }
 
   #failed(err: unknown): void {
@@ -520,9 +504,7 @@ export class AuditWriteBehind {
       if (torn) this.#log(`skipped the torn last line of the audit journal ${path} (it was never answered)`);
       for (let i = 0; i < rows.length; i += this.#maxBatch) {
         const batch = rows.slice(i, i + this.#maxBatch);
-        await this.#db.queryPrepared(INSERT_STATEMENT, INSERT_SQL, [
-          JSON.stringify(batch.map((row, n) => ({ n, ...row }))),
-        ]);
+        await this.#db.queryPrepared(INSERT_STATEMENT, INSERT_SQL, [recordset(batch)]);
       }
       this.#stats.replayed += rows.length;
       if (bad > 0) {
@@ -537,6 +519,11 @@ export class AuditWriteBehind {
         this.#log(`inserted ${rows.length} audit rows journaled by a process that stopped (${name})`);
     }
   }
+}
+
+/** The `$1` of INSERT_SQL: the rows as a JSON array, each with its position `n`. */
+function recordset(rows: readonly WriteBehindRow[]): string {
+  return JSON.stringify(rows.map((row, n) => ({ n, ...row })));
 }
 
 const text = (v: unknown): v is string => typeof v === 'string';

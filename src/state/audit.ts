@@ -231,19 +231,7 @@ export class AuditSealer {
     const pglite = this.#db.kind === 'pglite';
     let total = 0;
     for (;;) {
-      const db = this.#db;
-      // On PGlite a batch holds the database for its three statements, so nothing else seals or
-      // inserts sealed rows (the audit write-behind) between its read of the head and its seal.
-      const n =
-        db instanceof PgliteDatabase
-          ? await db.whenFree((run) =>
-              sealBatch(q, this.#key, this.#batch, {
-                afterId: this.#floor,
-                onLastId: (id) => (this.#floor = id),
-                prepared: run,
-              }),
-            )
-          : await sealBatch(q, this.#key, this.#batch);
+      const n = await this.#sealOne(q, { afterId: this.#floor, onLastId: (id) => (this.#floor = id) });
       total += n;
       if (pglite) this.#sinceVacuum += n;
       if (n < this.#batch || this.#stopped) break;
@@ -269,11 +257,7 @@ export class AuditSealer {
     for (;;) {
       let n: number;
       try {
-        const db = this.#db;
-        n =
-          db instanceof PgliteDatabase
-            ? await db.whenFree((run) => sealBatch(db, this.#key, this.#batch, { prepared: run }))
-            : await sealBatch(this.#leader ?? db, this.#key, this.#batch);
+        n = await this.#sealOne(this.#leader ?? this.#db);
       } catch (err) {
         // Another sealer moved the head: read the new head and go on.
         if ((err as { code?: unknown }).code === '40001' && ++conflicts < 20) continue;
@@ -283,6 +267,18 @@ export class AuditSealer {
       if (n === 0) return total;
       await yieldToLoop();
     }
+  }
+
+  /**
+   * One batch through `q`. On PGlite the batch holds the database for its three statements, so
+   * nothing else seals or inserts sealed rows (the audit write-behind) between its read of the head
+   * and its seal; `pglite` (the scan floor) applies there only.
+   */
+  #sealOne(q: Queryable, pglite: { afterId?: number; onLastId?: (id: number) => void } = {}): Promise<number> {
+    const db = this.#db;
+    return db instanceof PgliteDatabase
+      ? db.whenFree((run) => sealBatch(db, this.#key, this.#batch, { ...pglite, prepared: run }))
+      : sealBatch(q, this.#key, this.#batch);
   }
 
   async stop(): Promise<void> {
